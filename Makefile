@@ -1,0 +1,28 @@
+# Two commands on a fresh machine:  `make demo`  and  `make test`.
+# Both create .venv (Python 3.11 recommended) and install the pinned versions of record.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO_OUT ?= runs/demo
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/cxr-device demo --out $(DEMO_OUT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_cohort.py
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,220 @@
+"""Subcommands of ``cxr-device`` that live in ``cxr_device``: synth, cohort, eda, demo.
+
+Each ``*_command`` adds its subparser and a handler; handlers turn arguments into settings,
+call the library, and print a short report. No pipeline logic lives here.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .cli import EXIT_BAD_INPUT, EXIT_OK
+from .cohort import CohortSettings, build_cohort, write_cohort
+from .eda import EDA_JSON, run_eda
+from .filters import Filters
+from .synth import SynthSettings, generate
+
+_FORMATTER = argparse.RawDescriptionHelpFormatter
+
+
+def _csv_list(value: str) -> tuple[str, ...]:
+    items = tuple(v.strip().upper() for v in value.split(",") if v.strip())
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list such as PA,AP")
+    return items
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+# --- synth ---------------------------------------------------------------------------------
+def synth_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "synth", formatter_class=_FORMATTER, help="write a synthetic NIH-format dataset (phantoms, not patients)",
+        description="Write a synthetic dataset in the NIH ChestX-ray14 layout: Data_Entry_SYNTHETIC.csv\n"
+        "(exact NIH columns), images_NNN/images/*.png chest phantoms (positives carry a faint\n"
+        "regional opacity) and synthetic.json, the marker every later step records.\n"
+        "Deterministic: the same settings give byte-identical files.",
+    )
+    p.add_argument("--out", required=True, type=Path, help="folder to write into")
+    p.add_argument("--n-patients", type=int, default=100, help="number of patients (default 100; ~2.9 images each)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--image-size", type=int, default=256, help="phantom width and height in pixels (default 256)")
+    p.add_argument("--prevalence", type=float, default=0.2, help="approximate share of pneumonia images (default 0.2)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_synth)
+
+
+def _synth(args: argparse.Namespace) -> int:
+    settings = SynthSettings(args.n_patients, args.seed, args.image_size, args.prevalence)
+    try:
+        settings.validate()
+    except ValueError as err:
+        raise SystemExit(f"cxr-device synth: error: {err}") from None
+    csv_path = generate(args.out, settings, progress=_progress(args))
+    print(f"synthetic dataset (not patient data): {csv_path}  images under {args.out}/images_*/images/")
+    return EXIT_OK
+
+
+# --- cohort --------------------------------------------------------------------------------
+COHORT_EPILOG = """\
+examples:
+  # NIH metadata with the images you have (NIH download layout or flat folders)
+  cxr-device cohort --metadata Data_Entry_2017_v2020.csv.gz --images nih/images --out runs/nih/cohort
+  # planning on metadata alone: all 112,120 rows, PA+AP adults
+  cxr-device cohort --metadata Data_Entry_2017_v2020.csv.gz --metadata-only --min-age 18 --views PA,AP --out c
+  # NIH official lists (test_list.txt is the test split; train_val is split by patient)
+  cxr-device cohort --metadata ... --images ... --split official --train-val-list train_val_list.txt \\
+      --test-list test_list.txt --out c
+  # pediatric class folders, re-split by patient 70/15/15, 1,000 images per class
+  cxr-device cohort --folders chest_xray/train --class-cap 1000 --out runs/peds/cohort
+
+outputs: OUT/cohort.csv, OUT/summary.json, OUT/exclusions.csv (every excluded row and why)
+exit code: 0 ok; 1 cohort written but some rows were invalid (see exclusions.csv); 2 unusable input
+"""
+
+
+def cohort_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "cohort", formatter_class=_FORMATTER, epilog=COHORT_EPILOG,
+        help="validate metadata, filter, and split by patient into cohort.csv + summary.json",
+        description="Build a cohort: read NIH metadata (2020, 2017 and sample layouts) or class folders,\n"
+        "validate every row, find the image files, filter by age/sex/view, and split by patient\n"
+        "(no patient in two splits - proven in summary.json).",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--metadata", metavar="CSV", help="NIH metadata CSV (.csv or .csv.gz)")
+    src.add_argument("--folders", metavar="ROOT", help="class-folder dataset: ROOT/{NORMAL,PNEUMONIA} or ROOT/{train,val,test}/...")
+    p.add_argument("--images", metavar="DIR", nargs="+", action="extend", default=[],
+                   help="image root(s), searched recursively (NIH images_001/images/ layout or flat)")
+    p.add_argument("--metadata-only", action="store_true", help="do not look for image files (EDA and planning)")
+    g = p.add_argument_group("filters (inclusive)")
+    g.add_argument("--min-age", type=float, metavar="A", help="minimum age in years")
+    g.add_argument("--max-age", type=float, metavar="B", help="maximum age in years")
+    g.add_argument("--sex", type=_csv_list, metavar="M,F", help="sexes to keep")
+    g.add_argument("--views", type=_csv_list, metavar="PA,AP", help="view positions to keep")
+    s = p.add_argument_group("split")
+    s.add_argument("--split", choices=("patient", "official"), default="patient",
+                   help="patient: seeded, stratified by patient (default); official: NIH lists or the dataset's own folders")
+    s.add_argument("--val-fraction", type=float, default=0.15, metavar="F",
+                   help="share of images for validation (with --split official: share of train_val) (default 0.15)")
+    s.add_argument("--test-fraction", type=float, default=0.15, metavar="F", help="share of images for test (default 0.15)")
+    s.add_argument("--train-val-list", metavar="F", help="NIH train_val_list.txt (with --split official)")
+    s.add_argument("--test-list", metavar="F", help="NIH test_list.txt (with --split official)")
+    s.add_argument("--class-cap", type=int, metavar="N", help="keep at most N images per class (seeded)")
+    s.add_argument("--balance-train", type=float, metavar="R", help="undersample training negatives to R per positive")
+    s.add_argument("--val-prevalence", type=float, metavar="P", help="subsample validation negatives to prevalence P")
+    s.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.set_defaults(handler=_cohort)
+
+
+def _cohort(args: argparse.Namespace) -> int:
+    settings = CohortSettings(
+        metadata=args.metadata, folders=args.folders, images=tuple(args.images), metadata_only=args.metadata_only,
+        filters=Filters(args.min_age, args.max_age, args.sex, args.views), split=args.split,
+        val_fraction=args.val_fraction, test_fraction=args.test_fraction, train_val_list=args.train_val_list,
+        test_list=args.test_list, class_cap=args.class_cap, balance_train=args.balance_train,
+        val_prevalence=args.val_prevalence, seed=args.seed,
+    )
+    cohort = build_cohort(settings)
+    out = write_cohort(cohort, args.out)
+    s = cohort.summary
+    tag = " [SYNTHETIC]" if s["synthetic"] else ""
+    print(f"cohort{tag}: {s['n_images']:,} images, {s['n_patients']:,} patients, "
+          f"{s['n_positive']:,} pneumonia ({_pct(s['prevalence'])})")
+    for name, split in s["splits"].items():
+        print(f"  {name:<5} {split['n_images']:>7,} images {split['n_patients']:>6,} patients "
+              f"{split['n_positive']:>5,} positive ({_pct(split['prevalence'])})")
+    print(f"  patients shared between splits: none (proof in {out / 'summary.json'})")
+    if s["exclusions"]:
+        print(f"  excluded {s['n_excluded']:,} rows: " + ", ".join(f"{k} {v:,}" for k, v in s["exclusions"].items()))
+    if s["images"].get("n_images_without_row"):
+        print(f"  {s['images']['n_images_without_row']:,} image files have no metadata row "
+              f"(listed in {out / 'images_without_row.txt'})")
+    print(f"wrote {out / 'cohort.csv'}")
+    if cohort.n_invalid:
+        bad = cohort.exclusions.frame()
+        bad = bad[bad["reason"].isin(set(cohort.exclusions.counts()) & _invalid_reasons())]
+        print(f"cxr-device cohort: {cohort.n_invalid:,} invalid row(s) excluded; first ones:", file=sys.stderr)
+        for detail in bad["detail"].head(5):
+            print(f"  {detail}", file=sys.stderr)
+        print(f"  all of them: {out / 'exclusions.csv'}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return EXIT_OK
+
+
+def _invalid_reasons() -> set[str]:
+    from .exclusions import INVALID_REASONS
+
+    return set(INVALID_REASONS)
+
+
+# --- eda -----------------------------------------------------------------------------------
+def eda_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eda", formatter_class=_FORMATTER, help="exploratory analysis of a cohort: eda.json + figures",
+        description="Describe a cohort: prevalence by split, age/sex/view by class, findings that co-occur\n"
+        "with pneumonia, findings per image, images per patient, and pixel-intensity histograms of\n"
+        "a seeded sample of images. Figure names are stable; the submission documents use them.",
+    )
+    p.add_argument("--cohort", required=True, type=Path, help="folder written by `cxr-device cohort`")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--pixel-sample", type=int, default=100, metavar="N",
+                   help="images per class decoded for intensity histograms (default 100; 0 = skip)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the pixel sample (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_eda)
+
+
+def _eda(args: argparse.Namespace) -> int:
+    report = run_eda(args.cohort, args.out, args.pixel_sample, args.seed, progress=_progress(args))
+    print(f"eda{' [SYNTHETIC]' if report['synthetic'] else ''}: {report['n_images']:,} images -> {args.out / EDA_JSON}")
+    for key, name in report["figures"].items():
+        print(f"  figure {key:<20} {args.out / name}")
+    for key, why in report["skipped"].items():
+        print(f"  skipped {key:<19} {why}")
+    if report["n_unreadable"]:
+        print(f"cxr-device eda: {report['n_unreadable']} sampled image(s) could not be read:", file=sys.stderr)
+        for message in report["pixel_intensity"]["unreadable"][:5]:
+            print(f"  {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return EXIT_OK
+
+
+# --- demo ----------------------------------------------------------------------------------
+def demo_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo", formatter_class=_FORMATTER, help="run everything that exists on built-in synthetic data",
+        description="The first thing to run on a fresh install. Generates a synthetic NIH-format dataset\n"
+        "(phantoms, not patients) and runs the pipeline on it. Today that is: synth -> cohort -> eda.\n"
+        "Training, evaluation, the locked model bundle and the submission documents are not built\n"
+        "yet and will join the demo when they are.",
+    )
+    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo)")
+    p.add_argument("--n-patients", type=int, default=120, help="synthetic patients (default 120)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import STEPS_AVAILABLE, STEPS_PENDING, run_demo
+
+    result = run_demo(args.out, args.n_patients, args.seed, progress=_progress(args))
+    s = result.cohort.summary
+    print(f"cxr-device demo on SYNTHETIC data (phantoms, not patients) in {args.out}")
+    print(f"  ran: {' -> '.join(STEPS_AVAILABLE)}   (not built yet: {', '.join(STEPS_PENDING)})")
+    print(f"  data     {result.metadata}")
+    print(f"  cohort   {result.cohort_dir / 'cohort.csv'}: {s['n_images']} images, {s['n_patients']} patients, "
+          f"{s['n_positive']} pneumonia; " + ", ".join(f"{k} {v['n_images']}" for k, v in s["splits"].items()))
+    print(f"  summary  {result.cohort_dir / 'summary.json'}")
+    print(f"  eda      {result.eda_dir / EDA_JSON} and {len(result.eda['figures'])} figures in {result.eda_dir}")
+    print("next: cxr-device cohort --help   |   cxr-device eda --help")
+    return EXIT_OK
