@@ -111,6 +111,7 @@ def _prevalence(frame: pd.DataFrame):
         ax.annotate(f"{rows[name]['n_positive']}/{rows[name]['n_images']}", (bar.get_x() + bar.get_width() / 2,
                     bar.get_height()), ha="center", va="bottom", fontsize=9)
     ax.set_ylabel("prevalence (% of images)")
+    ax.set_ylim(0, max(values + [1e-3]) * 1.18)  # room for the n/N labels
     return rows, fig
 
 
@@ -156,8 +157,11 @@ def _sex_view(frame: pd.DataFrame):
         ax.set_xticks(x, table.index)
         ax.set_ylabel("% of class")
         ax.set_title(f"{'Sex' if column == 'sex' else 'View position'} by class")
+        ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
-        ax.legend()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, bbox_to_anchor=(0.5, -0.02))
+    fig.subplots_adjust(bottom=0.18)
     return numbers, fig
 
 

@@ -177,10 +177,19 @@ def _named_frame(path: Path, header: list[str], rows: list[list[str]]) -> tuple[
             f"found {', '.join(repr(h) for h in header)}"
         )
     by_position = list(zip(*rows)) if rows else [()] * len(header)
-    frame = pd.DataFrame(
-        {name: [v.strip() for v in by_position[pos]] for pos, name in keep.items()}, dtype=object
-    )
+    frame = pd.DataFrame({name: _stripped(by_position[pos]) for pos, name in keep.items()}, dtype=object)
     return frame, ignored
+
+
+_EDGE_WHITESPACE = (" \x00", "\t\x00", "\x00 ", "\x00\t")
+
+
+def _stripped(values: tuple[str, ...]) -> list[str] | tuple[str, ...]:
+    """Strip surrounding whitespace; a C-speed search skips the work for clean columns."""
+    joined = "\x00" + "\x00".join(values) + "\x00"
+    if not any(edge in joined for edge in _EDGE_WHITESPACE):
+        return values
+    return [v.strip() for v in values]
 
 
 def _exclude(frame: pd.DataFrame, bad: pd.Series, reason: str, detail, log: ex.ExclusionLog) -> pd.DataFrame:

@@ -1,0 +1,42 @@
+"""Shared fixtures: the real data folder (skipped when absent) and small generated inputs."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("CXR_SHARED_DATA", REPO.parent / "shared" / "data"))
+NIH_HEADER_2020 = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,"
+                   "View Position,OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]")
+
+
+def shared(*parts: str) -> Path:
+    """A path under the real data folder; skips the test (with the reason) when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not available: {path} (set CXR_SHARED_DATA to the shared data folder)")
+    return path
+
+
+@pytest.fixture
+def write_csv(tmp_path):
+    """Write CSV text to a file in tmp_path and return its path."""
+
+    def _write(text: str, name: str = "meta.csv") -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return _write
+
+
+@pytest.fixture(scope="session")
+def synth_dataset(tmp_path_factory):
+    """A small synthetic NIH-format dataset (40 patients, 64 px), generated once per session."""
+    from cxr_device.synth import SynthSettings, generate
+
+    out = tmp_path_factory.mktemp("synth")
+    csv_path = generate(out, SynthSettings(n_patients=40, seed=3, image_size=64), progress=False)
+    return csv_path, out
