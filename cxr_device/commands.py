@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .cli import EXIT_BAD_INPUT, EXIT_OK
 from .cohort import CohortSettings, build_cohort, write_cohort
+from .demo import STEPS_AVAILABLE, STEPS_PENDING, run_demo
 from .eda import EDA_JSON, run_eda
 from .filters import Filters
 from .synth import SynthSettings, generate
@@ -27,6 +28,15 @@ def _csv_list(value: str) -> tuple[str, ...]:
 
 def _progress(args: argparse.Namespace) -> bool:
     return not getattr(args, "quiet", False) and sys.stderr.isatty()
+
+
+def _bad_input(command: str, headline: str, messages, listed_in: Path) -> int:
+    """Print the first problems to stderr, say where all of them are, and return exit code 1."""
+    print(f"cxr-device {command}: {headline}; first ones:", file=sys.stderr)
+    for message in list(messages)[:5]:
+        print(f"  {message}", file=sys.stderr)
+    print(f"  all of them: {listed_in}", file=sys.stderr)
+    return EXIT_BAD_INPUT
 
 
 def _pct(x: float | None) -> str:
@@ -53,10 +63,6 @@ def synth_command(sub: argparse._SubParsersAction) -> None:
 
 def _synth(args: argparse.Namespace) -> int:
     settings = SynthSettings(args.n_patients, args.seed, args.image_size, args.prevalence)
-    try:
-        settings.validate()
-    except ValueError as err:
-        raise SystemExit(f"cxr-device synth: error: {err}") from None
     csv_path = generate(args.out, settings, progress=_progress(args))
     print(f"synthetic dataset (not patient data): {csv_path}  images under {args.out}/images_*/images/")
     return EXIT_OK
@@ -140,20 +146,9 @@ def _cohort(args: argparse.Namespace) -> int:
               f"(listed in {out / 'images_without_row.txt'})")
     print(f"wrote {out / 'cohort.csv'}")
     if cohort.n_invalid:
-        bad = cohort.exclusions.frame()
-        bad = bad[bad["reason"].isin(set(cohort.exclusions.counts()) & _invalid_reasons())]
-        print(f"cxr-device cohort: {cohort.n_invalid:,} invalid row(s) excluded; first ones:", file=sys.stderr)
-        for detail in bad["detail"].head(5):
-            print(f"  {detail}", file=sys.stderr)
-        print(f"  all of them: {out / 'exclusions.csv'}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        details = cohort.exclusions.frame(invalid_only=True)["detail"]
+        return _bad_input("cohort", f"{cohort.n_invalid:,} invalid row(s) excluded", details, out / "exclusions.csv")
     return EXIT_OK
-
-
-def _invalid_reasons() -> set[str]:
-    from .exclusions import INVALID_REASONS
-
-    return set(INVALID_REASONS)
 
 
 # --- eda -----------------------------------------------------------------------------------
@@ -181,10 +176,8 @@ def _eda(args: argparse.Namespace) -> int:
     for key, why in report["skipped"].items():
         print(f"  skipped {key:<19} {why}")
     if report["n_unreadable"]:
-        print(f"cxr-device eda: {report['n_unreadable']} sampled image(s) could not be read:", file=sys.stderr)
-        for message in report["pixel_intensity"]["unreadable"][:5]:
-            print(f"  {message}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _bad_input("eda", f"{report['n_unreadable']} sampled image(s) could not be read",
+                          report["pixel_intensity"]["unreadable"], args.out / EDA_JSON)
     return EXIT_OK
 
 
@@ -205,8 +198,6 @@ def demo_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import STEPS_AVAILABLE, STEPS_PENDING, run_demo
-
     result = run_demo(args.out, args.n_patients, args.seed, progress=_progress(args))
     s = result.cohort.summary
     print(f"cxr-device demo on SYNTHETIC data (phantoms, not patients) in {args.out}")

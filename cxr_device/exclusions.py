@@ -80,13 +80,14 @@ class ExclusionLog:
         if records:
             self._parts.append(pd.DataFrame.from_records(records, columns=COLUMNS))
 
-    def frame(self) -> pd.DataFrame:
-        """All exclusions as one table with columns ``source_line, image_id, reason, detail``."""
+    def frame(self, invalid_only: bool = False) -> pd.DataFrame:
+        """All exclusions (or only the invalid-input ones) with columns ``source_line, image_id,
+        reason, detail``."""
         if not self._parts:
             return pd.DataFrame(columns=COLUMNS)
         out = pd.concat(self._parts, ignore_index=True)
         out["source_line"] = pd.to_numeric(out["source_line"], errors="coerce").astype("Int64")
-        return out
+        return out[out["reason"].isin(INVALID_REASONS)] if invalid_only else out
 
     def counts(self) -> dict[str, int]:
         """reason -> number of rows, sorted by reason."""

@@ -21,6 +21,7 @@ from PIL import Image, PngImagePlugin
 from tqdm import tqdm
 
 from . import __version__
+from .errors import CxrDeviceError
 from .findings import NIH_FINDINGS
 
 SYNTHETIC_MARKER = "synthetic.json"
@@ -51,11 +52,11 @@ class SynthSettings:
 
     def validate(self) -> None:
         if self.n_patients < 1:
-            raise ValueError(f"--n-patients must be at least 1, got {self.n_patients}")
+            raise CxrDeviceError(f"--n-patients must be at least 1, got {self.n_patients}")
         if not 32 <= self.image_size <= 2048:
-            raise ValueError(f"--image-size must be in 32..2048, got {self.image_size}")
+            raise CxrDeviceError(f"--image-size must be in 32..2048, got {self.image_size}")
         if not 0.0 < self.prevalence < 0.7:
-            raise ValueError(f"--prevalence must be in (0, 0.7), got {self.prevalence}")
+            raise CxrDeviceError(f"--prevalence must be in (0, 0.7), got {self.prevalence}")
 
 
 def synth_metadata(settings: SynthSettings) -> pd.DataFrame:

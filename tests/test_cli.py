@@ -73,3 +73,8 @@ def test_cohort_then_eda_on_real_images(tmp_path, capsys):
     assert "621 images" in capsys.readouterr().out
     assert main(["eda", "--cohort", str(tmp_path / "c"), "--out", str(tmp_path / "e"), "--pixel-sample", "10"]) == 0
     assert (tmp_path / "e" / "pixel_intensity_by_class.png").is_file()
+
+
+def test_synth_bad_settings_exit_2(tmp_path, capsys):
+    assert main(["synth", "--out", str(tmp_path), "--n-patients", "0"]) == 2
+    assert "--n-patients" in capsys.readouterr().err
