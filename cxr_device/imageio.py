@@ -1,7 +1,8 @@
 """The one image loader: a path in, a float32 grayscale image in [0, 1] (H x W) out.
 
 Training, EDA and inference all read pixels through :func:`load_image`, so an image is
-decoded the same way everywhere.
+decoded the same way everywhere. DICOM is recognised by content (the ``DICM`` marker) or by a
+``.dcm``/``.dicom`` suffix; everything else goes to Pillow (PNG 8/16-bit, JPEG, ...).
 """
 from __future__ import annotations
 
@@ -10,23 +11,49 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .dicom_pixels import DEFAULT_MAX_PIXELS, DicomReadError, read_dicom_pixels
 from .errors import CxrDeviceError
+
+DICOM_SUFFIXES = (".dcm", ".dicom")
 
 
 class ImageReadError(CxrDeviceError):
     """A file could not be decoded as an image; the message names the file and the problem."""
 
 
-def load_image(path: str | Path) -> np.ndarray:
-    """Decode PNG (8/16-bit; gray, RGB, RGBA) or JPEG to float32 grayscale in [0, 1], shape (H, W)."""
+def is_dicom(path: str | Path) -> bool:
+    """True when the file carries the DICOM ``DICM`` marker at byte 128."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:] == b"DICM"
+
+
+def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode DICOM, PNG (8/16-bit; gray, RGB, RGBA) or JPEG to float32 grayscale in [0, 1], (H, W).
+
+    Images with more than ``max_pixels`` declared pixels are refused before decoding.
+    Raises :class:`ImageReadError` (or its DICOM subclass) naming the file and the problem.
+    """
     path = Path(path)
+    if is_dicom(path) or path.suffix.lower() in DICOM_SUFFIXES:
+        try:
+            return read_dicom_pixels(path, max_pixels)
+        except DicomReadError as err:
+            raise ImageReadError(str(err)) from None
     try:
         with Image.open(path) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageReadError(f"{path}: {width} x {height} pixels is over the limit of {max_pixels:,}; "
+                                     "refused before decoding (possible decompression bomb)")
             image.load()
             return _to_unit_gray(image)
     except FileNotFoundError:
         raise ImageReadError(f"{path}: file not found") from None
-    except (UnidentifiedImageError, OSError, ValueError) as err:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
         raise ImageReadError(f"{path}: not a readable image ({err})") from None
 
 
@@ -40,7 +67,7 @@ def _to_unit_gray(image: Image.Image) -> np.ndarray:
         return array.astype(np.float32) / 255.0
     if array.dtype == bool:
         return array.astype(np.float32)
-    if np.issubdtype(array.dtype, np.integer):  # 16-bit PNGs open as I;16 or I
-        top = 65535.0 if array.max() > 255 or image.mode.startswith("I;16") else 255.0
+    if np.issubdtype(array.dtype, np.integer):  # 16-bit PNGs open as I;16 (or I)
+        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
         return np.clip(array.astype(np.float32) / top, 0.0, 1.0)
     return np.clip(array.astype(np.float32), 0.0, 1.0)

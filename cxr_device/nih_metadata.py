@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from . import exclusions as ex
+from .ages import parse_age_years
 from .errors import MetadataError
 from .findings import FINDING_COLUMNS, NIH_FINDINGS, TARGET, canonical_finding
 
@@ -33,8 +34,6 @@ from .findings import FINDING_COLUMNS, NIH_FINDINGS, TARGET, canonical_finding
 MAX_PLAUSIBLE_AGE = 120.0
 KNOWN_SEXES = {"M": "M", "F": "F", "MALE": "M", "FEMALE": "F"}
 KNOWN_VIEWS = {"PA": "PA", "AP": "AP", "LL": "LL", "LATERAL": "LL", "LAT": "LL"}
-_AGE_UNITS = {"": 1.0, "Y": 1.0, "M": 12.0, "W": 52.1775, "D": 365.25}
-_AGE_RE = r"^\s*(\d+(?:\.\d+)?)\s*([YMWD]?)\s*$"
 
 # Header names are matched after lower-casing and dropping everything but letters and digits,
 # so "OriginalImage[Width" -> "originalimagewidth" and "Height]" -> "height".
@@ -260,14 +259,6 @@ def _numeric(values: pd.Series) -> pd.Series:
     codes, uniques = pd.factorize(values)
     numbers = pd.to_numeric(pd.Series(uniques, dtype=object), errors="coerce").to_numpy(dtype=float)
     return pd.Series(numbers[codes], index=values.index)
-
-
-def parse_age_years(raw: str) -> float:
-    """``"58"``, ``"058Y"`` -> 58.0; ``"006M"`` -> 0.5; ``"010D"`` -> 0.0274; anything else -> NaN."""
-    match = re.match(_AGE_RE, raw.upper())
-    if match is None:
-        return float("nan")
-    return float(match.group(1)) / _AGE_UNITS[match.group(2)]
 
 
 def _expand_findings(frame: pd.DataFrame, log: ex.ExclusionLog) -> pd.DataFrame:
