@@ -33,16 +33,31 @@ class DicomReadError(CxrDeviceError):
     """A DICOM file cannot be turned into pixels; the message names the file and the problem."""
 
 
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+
+
 def read_header(path: str | Path) -> Dataset:
-    """Read a DICOM header (no pixel data); raise :class:`DicomReadError` naming the problem."""
-    return _read(Path(path), stop_before_pixels=True)
+    """Read a DICOM header without loading pixel data; raise :class:`DicomReadError` naming
+    the problem. Uncompressed pixel data that the file is too short to hold is caught here too:
+    the element's declared length is compared with the file size, without reading the pixels."""
+    path = Path(path)
+    ds = _read(path, header_only=True)
+    raw = ds.get_item("PixelData", keep_deferred=True) if "PixelData" in ds else None
+    length = getattr(raw, "length", _UNDEFINED_LENGTH)
+    if length != _UNDEFINED_LENGTH:
+        size = path.stat().st_size
+        if raw.value_tell + length > size:
+            raise DicomReadError(f"{path}: truncated: Pixel Data declares {length:,} bytes from offset "
+                                 f"{raw.value_tell:,} but the file has {size:,} bytes")
+    return ds
 
 
-def _read(path: Path, stop_before_pixels: bool) -> Dataset:
+def _read(path: Path, header_only: bool) -> Dataset:
     try:
         if path.stat().st_size == 0:
             raise DicomReadError(f"{path}: empty file")
-        return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+        # defer_size keeps large values (pixel data) on disk until asked for
+        return pydicom.dcmread(path, defer_size=1024 if header_only else None)
     except FileNotFoundError:
         raise DicomReadError(f"{path}: file not found") from None
     except InvalidDicomError as err:
@@ -75,7 +90,7 @@ def check_decodable(ds: Dataset, path: Path, max_pixels: int = DEFAULT_MAX_PIXEL
 def read_dicom_pixels(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode a single-frame grayscale DICOM to float32 in [0, 1], shape (Rows, Columns)."""
     path = Path(path)
-    ds = _read(path, stop_before_pixels=False)
+    ds = _read(path, header_only=False)
     check_decodable(ds, path, max_pixels)
     if "PixelData" not in ds:
         raise DicomReadError(f"{path}: no Pixel Data element (7FE0,0010): not an image")
@@ -101,9 +116,10 @@ def _decode(ds: Dataset, path: Path) -> np.ndarray:
     try:
         array = ds.pixel_array
     except (NotImplementedError, RuntimeError) as err:
-        name = getattr(syntax, "name", syntax)
+        name = getattr(syntax, "name", str(syntax))
+        label = str(syntax) if name == str(syntax) else f"{name} ({syntax})"
         raise DicomReadError(
-            f"{path}: cannot decode transfer syntax {name} ({syntax}): {str(err).splitlines()[0]}. "
+            f"{path}: cannot decode transfer syntax {label}: {str(err).splitlines()[0]}. "
             f"Install the decoders: {DECODER_HINT}"
         ) from None
     except (ValueError, EOFError, OSError, KeyError, TypeError, AttributeError) as err:

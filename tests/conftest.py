@@ -40,3 +40,29 @@ def synth_dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth")
     csv_path = generate(out, SynthSettings(n_patients=40, seed=3, image_size=64), progress=False)
     return csv_path, out
+
+
+@pytest.fixture
+def make_dicom(tmp_path):
+    """Write a synthetic DICOM (valid DX chest PA, 12-bit ramp 512x512 by default)."""
+    import numpy as np
+
+    from cxr_device.synth_dicom import write_synthetic_dicom
+
+    def _make(name: str = "ok.dcm", pixels=None, **header):
+        if pixels is None:
+            pixels = (np.arange(512 * 512).reshape(512, 512) % 4096).astype(np.uint16)
+            header.setdefault("bits_stored", 12)
+        return write_synthetic_dicom(tmp_path / name, pixels, **header)
+
+    return _make
+
+
+def pydicom_test_file(name: str) -> Path:
+    """A file shipped inside pydicom (never downloaded)."""
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file(name, download=False)
+    if path is None:
+        pytest.skip(f"pydicom does not ship {name} in this version")
+    return Path(path)

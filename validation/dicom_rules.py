@@ -1,0 +1,231 @@
+"""The DICOM-header rules engine: rules from YAML, findings for a dataset.
+
+A rule set is data (see ``rules/chest_radiograph.yaml`` for the format); this module loads it,
+validates it at the boundary (unknown keys, bad severities, unknown DICOM keywords are errors
+that name the rule), and evaluates it against a header. Evaluation never raises: a missing
+attribute is a finding of its own, an unreadable value is a finding naming the value.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
+
+from cxr_device.ages import parse_age_years
+from cxr_device.errors import CxrDeviceError
+from cxr_device.hashing import sha256_file
+
+ERROR, WARNING = "error", "warning"
+DEFAULT_RULES = "chest_radiograph.yaml"
+#: Attributes whose values are protected health information: never printed without --show-phi.
+PHI_KEYWORDS = frozenset({"PatientName", "PatientID", "PatientBirthDate", "OtherPatientIDs",
+                          "OtherPatientNames", "PatientAddress", "PatientTelephoneNumbers",
+                          "AccessionNumber", "InstitutionName", "ReferringPhysicianName"})
+_RULE_KEYS = {"id", "attributes", "allowed", "forbidden", "range", "age_range", "synonyms",
+              "severity", "optional", "message"}
+HIDDEN = "<hidden: PHI, use --show-phi>"
+
+
+class RulesError(CxrDeviceError):
+    """A rules file cannot be used; the message names the file and the rule."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem with one file's header."""
+
+    rule: str
+    severity: str
+    attribute: str
+    found: str | None  # None: the attribute is missing
+    expected: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One check on one attribute (or the first present of several)."""
+
+    id: str
+    attributes: tuple[str, ...]
+    severity: str
+    message: str = ""
+    allowed: frozenset[str] | None = None
+    forbidden: frozenset[str] | None = None
+    range: tuple[float, float] | None = None
+    age_range: tuple[float, float] | None = None
+    synonyms: dict[str, str] = field(default_factory=dict)
+    optional: bool = False
+
+    def expected(self) -> str:
+        """What a passing value looks like, in words."""
+        if self.allowed is not None:
+            values = sorted(self.allowed)
+            return values[0] if len(values) == 1 else "one of " + ", ".join(values)
+        if self.forbidden is not None:
+            return "not " + " or ".join(sorted(self.forbidden))
+        lo, hi = self.range or self.age_range  # type: ignore[misc]
+        unit = " years" if self.age_range else ""
+        return f"{lo:g} to {hi:g}{unit}" if lo != hi else f"{lo:g}{unit}"
+
+    def evaluate(self, ds: Dataset, show_phi: bool = False) -> Finding | None:
+        """The finding this rule makes on ``ds``, or None when it passes."""
+        keyword, raw = _first_present(ds, self.attributes)
+        if keyword is None:
+            if self.optional:
+                return None
+            names = " or ".join(f"{k} {_tag(k)}" for k in self.attributes)
+            return self._finding(self.attributes[0], None, f"{names} is missing; expected {self.expected()}")
+        value = self.synonyms.get(_normalise(raw), _normalise(raw))
+        shown = HIDDEN if keyword in PHI_KEYWORDS and not show_phi else value
+        where, quoted = f"{keyword} {_tag(keyword)}", _quoted(keyword, shown)
+        if self.age_range is not None:
+            years = parse_age_years(value)
+            if math.isnan(years):
+                return Finding(self.id, WARNING, keyword, shown, self.expected(),
+                               f"{where} {quoted} cannot be read as an age (expected e.g. 045Y, 006M, 010D or 81)")
+            lo, hi = self.age_range
+            if not lo <= years <= hi:
+                return self._finding(keyword, shown, f"{where} is {quoted} ({years:.3g} years); expected {self.expected()}")
+            return None
+        if self.range is not None:
+            try:
+                number = float(value)
+            except ValueError:
+                return self._finding(keyword, shown, f"{where} {quoted} is not a number; expected {self.expected()}")
+            lo, hi = self.range
+            if not lo <= number <= hi:
+                return self._finding(keyword, shown, f"{where} is {shown}; expected {self.expected()}")
+            return None
+        if self.allowed is not None and value not in self.allowed:
+            return self._finding(keyword, shown, f"{where} is {quoted}; expected {self.expected()}")
+        if self.forbidden is not None and value in self.forbidden:
+            return self._finding(keyword, shown, f"{where} is {quoted}")
+        return None
+
+    def _finding(self, attribute: str, found: str | None, what: str) -> Finding:
+        message = f"{what}: {self.message}" if self.message else what
+        return Finding(self.id, self.severity, attribute, found, self.expected(), message)
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """A named, versioned list of rules with the provenance of the file they came from."""
+
+    name: str
+    rules: tuple[Rule, ...]
+    source: str
+    sha256: str
+    version: Any = None
+
+    def evaluate(self, ds: Dataset, show_phi: bool = False) -> list[Finding]:
+        """Every finding of every rule, in rule order. Never raises on odd header values."""
+        findings = []
+        for rule in self.rules:
+            try:
+                finding = rule.evaluate(ds, show_phi)
+            except Exception as err:  # a header value pydicom cannot even convert
+                finding = rule._finding(rule.attributes[0], "?", f"{rule.attributes[0]} could not be read ({err})")
+            if finding is not None:
+                findings.append(finding)
+        return findings
+
+
+def load_rules(path: str | Path | None = None) -> RuleSet:
+    """Load a rules YAML (default: the chest-radiograph rules shipped in the package)."""
+    if path is None:
+        resource = resources.files("validation") / "rules" / DEFAULT_RULES
+        with resources.as_file(resource) as default_path:
+            return _load(Path(default_path), f"(built-in) {DEFAULT_RULES}")
+    return _load(Path(path), str(path))
+
+
+def _load(path: Path, label: str) -> RuleSet:
+    try:
+        document = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise RulesError(f"{path}: rules file not found") from None
+    except (OSError, yaml.YAMLError) as err:
+        raise RulesError(f"{path}: not a readable YAML rules file ({err})") from None
+    if not isinstance(document, dict) or not isinstance(document.get("rules"), list) or not document["rules"]:
+        raise RulesError(f"{path}: expected a mapping with a non-empty 'rules' list")
+    rules = tuple(_parse_rule(path, i, entry) for i, entry in enumerate(document["rules"]))
+    ids = [r.id for r in rules]
+    duplicated = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicated:
+        raise RulesError(f"{path}: duplicate rule id(s) {', '.join(duplicated)}")
+    return RuleSet(str(document.get("name", path.stem)), rules, label, sha256_file(path), document.get("version"))
+
+
+def _parse_rule(path: Path, index: int, entry: Any) -> Rule:
+    where = f"{path}: rule #{index + 1}"
+    if not isinstance(entry, dict):
+        raise RulesError(f"{where}: expected a mapping, got {type(entry).__name__}")
+    where = f"{path}: rule '{entry.get('id', f'#{index + 1}')}'"
+    unknown = set(entry) - _RULE_KEYS
+    if unknown:
+        raise RulesError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_RULE_KEYS))}")
+    if "id" not in entry or "attributes" not in entry:
+        raise RulesError(f"{where}: needs 'id' and 'attributes'")
+    attributes = entry["attributes"]
+    attributes = (attributes,) if isinstance(attributes, str) else tuple(attributes)
+    bad = [a for a in attributes if tag_for_keyword(a) is None]
+    if bad or not attributes:
+        raise RulesError(f"{where}: unknown DICOM keyword(s) {', '.join(map(str, bad)) or '(none given)'}")
+    severity = str(entry.get("severity", ERROR)).lower()
+    if severity not in (ERROR, WARNING):
+        raise RulesError(f"{where}: severity must be 'error' or 'warning', got {entry.get('severity')!r}")
+    checks = [k for k in ("allowed", "forbidden", "range", "age_range") if k in entry]
+    if len(checks) != 1:
+        raise RulesError(f"{where}: give exactly one of allowed, forbidden, range, age_range (got {checks or 'none'})")
+    values = {k: frozenset(_normalise(v) for v in entry[k]) for k in ("allowed", "forbidden") if k in entry}
+    bounds = {k: _bounds(where, entry[k]) for k in ("range", "age_range") if k in entry}
+    synonyms = {_normalise(k): _normalise(v) for k, v in (entry.get("synonyms") or {}).items()}
+    return Rule(id=str(entry["id"]), attributes=attributes, severity=severity, message=str(entry.get("message", "")),
+                synonyms=synonyms, optional=bool(entry.get("optional", False)), **values, **bounds)
+
+
+def _bounds(where: str, spec: Any) -> tuple[float, float]:
+    try:
+        lo, hi = float(spec.get("min", -math.inf)), float(spec.get("max", math.inf))
+    except (AttributeError, TypeError, ValueError):
+        raise RulesError(f"{where}: a range is {{min: N, max: M}}, got {spec!r}") from None
+    if lo > hi:
+        raise RulesError(f"{where}: range min {lo:g} is above max {hi:g}")
+    return lo, hi
+
+
+def _first_present(ds: Dataset, keywords: tuple[str, ...]) -> tuple[str | None, Any]:
+    for keyword in keywords:
+        value = ds.get(keyword)
+        if value is not None and str(value).strip() != "":
+            return keyword, value
+    return None, None
+
+
+def _normalise(value: Any) -> str:
+    """Strip and upper-case; multi-valued attributes joined with a backslash, as DICOM does."""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return "\\".join(_normalise(v) for v in value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip().upper()
+
+
+def _quoted(keyword: str, value: str) -> str:
+    """``'CT'``; UIDs also get their registered name: ``'1.2...7' (Secondary Capture Image Storage)``."""
+    if keyword.endswith("UID") and UID(value).is_valid and UID(value).name != value:
+        return f"'{value}' ({UID(value).name})"
+    return f"'{value}'"
+
+
+def _tag(keyword: str) -> str:
+    tag = tag_for_keyword(keyword)
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})" if tag is not None else ""
