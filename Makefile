@@ -23,6 +23,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_cohort.py
+	$(BIN)/python bench/bench_check_dicom.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info .pytest_cache .hypothesis
