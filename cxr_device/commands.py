@@ -6,6 +6,7 @@ call the library, and print a short report. No pipeline logic lives here.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -208,4 +209,115 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"  summary  {result.cohort_dir / 'summary.json'}")
     print(f"  eda      {result.eda_dir / EDA_JSON} and {len(result.eda['figures'])} figures in {result.eda_dir}")
     print("next: cxr-device cohort --help   |   cxr-device eda --help")
+    return EXIT_OK
+
+
+# --- cache ---------------------------------------------------------------------------------
+def cache_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "cache", formatter_class=_FORMATTER, help="decode and resize every cohort image once into a memory-mapped cache",
+        description="Build (or check) the decoded-pixel cache of a cohort: every image decoded once, resized to the\n"
+        "training size plus a crop margin, stored as uint8 in a memory-mapped array. `train` does this\n"
+        "automatically on first use; run it ahead to pay the decoding cost on many cores. A cache is keyed\n"
+        "on the preprocessing and the image paths, and rebuilt when any file's size or time changes.",
+    )
+    p.add_argument("--cohort", required=True, type=Path, help="folder written by `cxr-device cohort`")
+    p.add_argument("--image-size", type=int, default=224, help="training input size (default 224)")
+    p.add_argument("--cache-dir", type=Path, help="cache root (default: <cohort>/../cache)")
+    p.add_argument("--workers", type=int, default=2, help="decoding processes (default 2)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_cache)
+
+
+def _cache(args: argparse.Namespace) -> int:
+    # torch-dependent modules are imported here, not at the top, so that commands that do not
+    # need torch (cohort, eda, check-dicom) do not pay its import time
+    from .cache import open_cache
+    from .cohort import read_cohort
+    from .preprocessing import Preprocessing
+
+    frame, _ = read_cohort(args.cohort)
+    root = args.cache_dir or args.cohort.resolve().parent / "cache"
+    cache = open_cache(frame, Preprocessing(image_size=args.image_size), root, args.workers, _progress(args))
+    print(f"cache {cache.status}: {len(cache.index):,} images at {cache.pixels.shape[1]} px in {cache.folder}")
+    if len(cache.failed):
+        return _bad_input("cache", f"{len(cache.failed)} image(s) could not be decoded", cache.failed["reason"],
+                          cache.folder / "index.csv")
+    return EXIT_OK
+
+
+# --- train ---------------------------------------------------------------------------------
+TRAIN_EPILOG = """\
+examples:
+  cxr-device train --cohort runs/peds/cohort --out runs/peds --arch densenet121 --weights imagenet
+  cxr-device train --cohort runs/nih/cohort --out runs/nih --config configs/train.yaml --epochs 20
+  torchrun --nproc_per_node 4 -m cxr_device train --cohort ... --out ...      (multi-GPU, DDP)
+  cxr-device train --cohort ... --out runs/peds --resume                     (continue from last.pt)
+
+weights: none (random init, seeded) | imagenet (from torchvision's cache only; nothing is downloaded:
+if the file is missing the command says which file to place where) | PATH (.safetensors/.pt/.pth)
+outputs: RUN/model/ history.csv, training_curves.png, config.yaml, layers.json, train_summary.json,
+         best.pt, last.pt
+"""
+
+
+def train_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", formatter_class=_FORMATTER, epilog=TRAIN_EPILOG,
+        help="train the pneumonia-vs-rest classifier on a cohort (GPU when available)",
+        description="Train on the cohort's train split, validate on its val split, early-stop on validation AUROC.\n"
+        "Settings come from --config YAML (keys as in model/config.yaml of any run); flags override it.",
+    )
+    p.add_argument("--cohort", required=True, type=Path, help="folder written by `cxr-device cohort`")
+    p.add_argument("--out", required=True, type=Path, help="run folder; the model goes to OUT/model")
+    p.add_argument("--config", type=Path, help="training YAML (defaults below otherwise)")
+    g = p.add_argument_group("model")
+    g.add_argument("--arch", dest="model.arch", help="densenet121 (default) | vgg16 | resnet18 | resnet50 | small_cnn")
+    g.add_argument("--weights", dest="model.weights", help="none (default) | imagenet | PATH")
+    g.add_argument("--freeze", dest="model.freeze", help="none (default) | backbone | name of the last block to freeze")
+    g.add_argument("--head-hidden", dest="model.head_hidden", type=int, help="hidden units of an added dense layer (0)")
+    g.add_argument("--dropout", dest="model.dropout", type=float, help="dropout in the added head (0)")
+    t = p.add_argument_group("training")
+    t.add_argument("--image-size", dest="image_size", type=int, help="input size in pixels (224)")
+    t.add_argument("--epochs", type=int, help="maximum epochs (10)")
+    t.add_argument("--batch-size", dest="batch_size", type=int, help="batch size per process (32)")
+    t.add_argument("--lr", type=float, help="learning rate (1e-4)")
+    t.add_argument("--optimizer", choices=("adamw", "sgd"), help="adamw (default) | sgd")
+    t.add_argument("--patience", type=int, help="epochs without validation-AUROC gain before stopping (3)")
+    t.add_argument("--imbalance", choices=("none", "weighted_loss", "balanced_sampler"),
+                   help="class-imbalance handling (weighted_loss)")
+    t.add_argument("--device", choices=("auto", "cuda", "cpu"), help="auto (default): CUDA when available")
+    t.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="bf16 mixed precision on CUDA (default on)")
+    t.add_argument("--workers", type=int, help="data-loader and cache processes (2)")
+    t.add_argument("--seed", type=int, help="seed (0)")
+    t.add_argument("--cache-dir", dest="cache_dir", help="decoded-pixel cache root (<cohort>/../cache)")
+    t.add_argument("--max-steps-per-epoch", dest="max_steps_per_epoch", type=int,
+                   help="cap the steps of each epoch (smoke tests)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/model/last.pt")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .train_config import load_config  # torch-dependent: imported on use (see _cache)
+    from .training import train
+
+    keys = ["model.arch", "model.weights", "model.freeze", "model.head_hidden", "model.dropout", "image_size",
+            "epochs", "batch_size", "lr", "optimizer", "patience", "imbalance", "device", "amp", "workers", "seed",
+            "cache_dir", "max_steps_per_epoch"]
+    config = load_config(args.config).with_overrides(**{k: getattr(args, k) for k in keys})
+    result = train(args.cohort, args.out, config, resume=args.resume, progress=_progress(args))
+    if int(os.environ.get("RANK", 0)) != 0:  # under torchrun only rank 0 reports
+        return EXIT_OK
+    h = result.history
+    best = h[h["epoch"] == result.best_epoch].iloc[0]
+    print(f"trained {config.model.arch} at {config.image_size} px for {len(h)} epoch(s)"
+          f"{' (stopped early)' if result.stopped_early else ''}: best epoch {result.best_epoch + 1}, "
+          f"validation AUROC {best['val_auroc']:.4f}, AP {best['val_ap']:.4f}; "
+          f"{h['images_per_s'].median():.0f} images/s")
+    print(f"  model    {result.model_dir}  (history.csv, training_curves.png, best.pt, last.pt)")
+    if result.n_unreadable:
+        return _bad_input("train", f"{result.n_unreadable} image(s) could not be decoded and were left out",
+                          [], result.model_dir / "train_summary.json")
     return EXIT_OK

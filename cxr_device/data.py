@@ -1,0 +1,95 @@
+"""Datasets over a cohort, augmentation for chest radiographs, and class-imbalance handling.
+
+Augmentation (training split only; validation and test get the plain centre crop of
+:func:`cxr_device.preprocessing.to_tensor`): a random crop inside the stored margin (shifts),
+small rotations, mild zoom and shift, brightness and contrast. No vertical flip ever; the
+horizontal flip is off by default because chest anatomy is lateralised (the heart is on the
+left), and a flipped film is a different, implausible image.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, WeightedRandomSampler
+from torchvision.transforms import v2
+
+from .errors import CxrDeviceError
+from .imageio import load_image
+from .preprocessing import Preprocessing, center_crop, normalise, to_stored
+
+IMBALANCE = ("none", "weighted_loss", "balanced_sampler")
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Training-time augmentation; recorded in the run and described in the documents."""
+
+    rotation_degrees: float = 7.0
+    translate: float = 0.04  # fraction of the image, each direction (on top of the random crop)
+    zoom: float = 0.05  # scale in [1 - zoom, 1 + zoom]
+    brightness: float = 0.1
+    contrast: float = 0.1
+    horizontal_flip: bool = False
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "vertical_flip": False, "random_crop": "inside the stored margin"}
+
+    def transform(self, pre: Preprocessing) -> v2.Compose:
+        steps = [
+            v2.RandomCrop(pre.image_size),
+            v2.RandomAffine(degrees=self.rotation_degrees, translate=(self.translate, self.translate),
+                            scale=(1 - self.zoom, 1 + self.zoom)),
+            v2.ColorJitter(brightness=self.brightness, contrast=self.contrast),
+        ]
+        if self.horizontal_flip:
+            steps.append(v2.RandomHorizontalFlip())
+        return v2.Compose(steps)
+
+
+class CachedImages(Dataset):
+    """Images served from the decoded-pixel cache: (float32 (1, H, W), float label)."""
+
+    def __init__(self, pixels: np.ndarray, rows: np.ndarray, labels: np.ndarray, pre: Preprocessing,
+                 augmentation: Augmentation | None = None):
+        self.pixels, self.rows, self.labels, self.pre = pixels, rows, labels.astype(np.float32), pre
+        self.transform = augmentation.transform(pre) if augmentation else None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def stored(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(np.array(self.pixels[self.rows[i]])).unsqueeze(0)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        stored = self.stored(i)
+        pixels = self.transform(stored) if self.transform else center_crop(stored, self.pre.image_size)
+        return normalise(pixels, self.pre), torch.tensor(self.labels[i])
+
+
+class DecodedImages(CachedImages):
+    """The naive pipeline: decode and resize the file on every access (for benchmarks)."""
+
+    def __init__(self, paths: list[str], labels: np.ndarray, pre: Preprocessing,
+                 augmentation: Augmentation | None = None):
+        super().__init__(np.empty(0), np.arange(len(paths)), labels, pre, augmentation)
+        self.paths = paths
+
+    def stored(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(to_stored(load_image(self.paths[i]), self.pre)).unsqueeze(0)
+
+
+def positive_weight(labels: np.ndarray) -> float:
+    """negatives / positives: the BCE ``pos_weight`` that balances the classes."""
+    positives = float(labels.sum())
+    if positives == 0 or positives == len(labels):
+        raise CxrDeviceError("the training split needs both classes; check the cohort")
+    return (len(labels) - positives) / positives
+
+
+def balanced_sampler(labels: np.ndarray, seed: int) -> WeightedRandomSampler:
+    """Draw both classes equally often (with replacement), seeded."""
+    weights = np.where(labels == 1, 1.0 / labels.sum(), 1.0 / (len(labels) - labels.sum()))
+    generator = torch.Generator().manual_seed(seed)
+    return WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), len(labels), generator=generator)

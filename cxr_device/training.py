@@ -1,0 +1,330 @@
+"""Train the device's classifier on a cohort: ``RUN/model/`` holds everything it produced.
+
+* AdamW (or SGD), cosine schedule per epoch, BCE on one logit; class imbalance by weighted
+  loss or a balanced sampler; early stopping on validation AUROC (validation loss when the
+  validation split has one class) with patience; ``best.pt`` and ``last.pt`` checkpoints.
+* CUDA: bf16 autocast where supported, channels_last; peak memory and images/s logged.
+* Reproducible: every epoch reseeds torch, the sampler and the loader workers from
+  ``seed + epoch``, so a resumed run repeats the uninterrupted one exactly.
+* Multi-GPU: under ``torchrun --nproc_per_node N`` the same command trains with
+  DistributedDataParallel and a DistributedSampler; rank 0 alone validates and writes files.
+
+Outputs (``RUN/model/``): ``history.csv`` (epoch, train_loss, val_loss, val_auroc, val_ap, lr,
+seconds, images_per_s, peak_memory_gb), ``training_curves.png``, ``config.yaml`` (resolved),
+``layers.json`` (frozen / fine-tuned / added), ``train_summary.json``, ``best.pt``, ``last.pt``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+import yaml
+from matplotlib.figure import Figure
+from sklearn.metrics import average_precision_score, roc_auc_score
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
+from tqdm import tqdm
+
+from .cache import open_cache
+from .cohort import read_cohort
+from .data import CachedImages, balanced_sampler, positive_weight
+from .errors import CxrDeviceError
+from .findings import TARGET
+from .models import DeviceModel, build_model
+from .provenance import producer
+from .train_config import TrainConfig
+
+HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_auroc", "val_ap", "lr", "seconds", "images_per_s",
+                   "peak_memory_gb"]
+
+
+@dataclass
+class TrainResult:
+    """Where the run is and how it ended."""
+
+    model_dir: Path
+    history: pd.DataFrame
+    best_epoch: int
+    stopped_early: bool
+    n_unreadable: int
+
+
+# --- set-up --------------------------------------------------------------------------------
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) otherwise."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise CxrDeviceError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
+    return torch.device("cuda", local_rank)
+
+
+def _autocast(device: torch.device, amp: bool):
+    if amp and device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return nullcontext()
+
+
+def _worker_init(worker_id: int) -> None:
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+# --- the loop ------------------------------------------------------------------------------
+def train(cohort_dir: str | Path, run_dir: str | Path, config: TrainConfig, resume: bool = False,
+          progress: bool = True) -> TrainResult:
+    """Train on ``cohort_dir``'s train split, validate on its val split, write ``run_dir/model``."""
+    config.validate()
+    rank, world, local_rank = _distributed()
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() and config.device != "cpu" else "gloo")
+    if world > 1 and config.imbalance == "balanced_sampler":
+        raise CxrDeviceError("imbalance balanced_sampler is not available with several processes; use weighted_loss")
+    device = resolve_device(config.device, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    main = rank == 0
+    model_dir = Path(run_dir) / "model"
+    last_path = model_dir / "last.pt"
+    if main:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        if last_path.exists() and not resume:
+            raise CxrDeviceError(f"{model_dir} already holds a training run; use --resume to continue it "
+                                 "or choose another --out")
+
+    frame, _ = read_cohort(cohort_dir)
+    pre = config.preprocessing
+    cache_root = Path(config.cache_dir) if config.cache_dir else Path(cohort_dir).resolve().parent / "cache"
+    if not main:
+        dist.barrier()  # rank 0 builds the cache first
+    cache = open_cache(frame, pre, cache_root, config.workers, progress and main)  # test too, for evaluate
+    if main and world > 1:
+        dist.barrier()
+    bad = set(cache.failed["image_id"])
+    splits = {s: frame[(frame["split"] == s) & ~frame["image_id"].isin(bad)] for s in ("train", "val")}
+    for name, part in splits.items():
+        if part.empty:
+            raise CxrDeviceError(f"the cohort's {name} split has no readable images")
+    train_labels = splits["train"][TARGET].to_numpy()
+    train_set = CachedImages(cache.pixels, cache.rows(splits["train"]["image_id"]), train_labels, pre,
+                             config.augmentation)
+    val_set = CachedImages(cache.pixels, cache.rows(splits["val"]["image_id"]), splits["val"][TARGET].to_numpy(), pre)
+
+    seed_everything(config.seed)
+    model = build_model(config.model).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    net: nn.Module = nn.parallel.DistributedDataParallel(
+        model, device_ids=[local_rank] if device.type == "cuda" else None) if world > 1 else model
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise CxrDeviceError("every layer is frozen: nothing to train (choose a smaller --freeze)")
+    optimizer = (torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+                 if config.optimizer == "adamw" else
+                 torch.optim.SGD(params, lr=config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay))
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+                 if config.schedule == "cosine" else torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0))
+    pos_weight = torch.tensor(positive_weight(train_labels) if config.imbalance == "weighted_loss" else 1.0,
+                              device=device)
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+
+    history: list[dict] = []
+    start_epoch, best_score, best_epoch, bad_epochs = 0, -math.inf, 0, 0
+    if resume and last_path.exists():
+        state = torch.load(last_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history, start_epoch = state["history"], state["epoch"] + 1
+        best_score, best_epoch, bad_epochs = state["best_score"], state["best_epoch"], state["bad_epochs"]
+
+    stopped = False
+    for epoch in range(start_epoch, config.epochs):
+        if bad_epochs >= config.patience:
+            stopped = True
+            break
+        epoch_seed = config.seed * 1000 + epoch
+        seed_everything(epoch_seed)
+        loader = _train_loader(train_set, train_labels, config, epoch_seed, epoch, world, rank)
+        started = time.perf_counter()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        train_loss, seen = _train_epoch(net, loader, optimizer, loss_fn, device, config, progress and main, epoch)
+        seconds = time.perf_counter() - started
+        if world > 1:
+            totals = torch.tensor([train_loss * seen, seen], dtype=torch.float64, device=device)
+            dist.all_reduce(totals)
+            train_loss, seen = (totals[0] / totals[1]).item(), int(totals[1].item())
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        stop = torch.zeros(1, device=device)
+        if main:
+            val = evaluate_split(model, val_set, loss_fn, device, config)
+            score = val["auroc"] if not math.isnan(val["auroc"]) else -val["loss"]
+            improved = score > best_score
+            if improved:
+                best_score, best_epoch, bad_epochs = score, epoch, 0
+            else:
+                bad_epochs += 1
+            history.append({
+                "epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"], "val_auroc": val["auroc"],
+                "val_ap": val["ap"], "lr": lr, "seconds": round(seconds, 3),
+                "images_per_s": round(seen / seconds, 1) if seconds else None,
+                "peak_memory_gb": round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
+                if device.type == "cuda" else None,
+            })
+            checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                          "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history,
+                          "best_score": best_score, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
+                          "config": config.as_dict()}
+            torch.save(checkpoint, last_path)
+            if improved:
+                torch.save({"model": model.state_dict(), "epoch": epoch, "config": config.as_dict()},
+                           model_dir / "best.pt")
+            _write_outputs(model_dir, model, config, history, cache, device, world, best_epoch)
+            stop[0] = float(bad_epochs >= config.patience)
+        if world > 1:
+            dist.broadcast(stop, src=0)
+        if stop.item() and epoch + 1 < config.epochs:
+            stopped = True
+            break
+    if world > 1:
+        dist.barrier()
+    frame_history = pd.DataFrame(history, columns=HISTORY_COLUMNS)
+    return TrainResult(model_dir, frame_history, best_epoch, stopped, len(bad))
+
+
+def _train_loader(dataset, labels, config: TrainConfig, epoch_seed: int, epoch: int, world: int, rank: int):
+    generator = torch.Generator().manual_seed(epoch_seed)
+    if world > 1:
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=config.seed)
+        sampler.set_epoch(epoch)
+    elif config.imbalance == "balanced_sampler":
+        sampler = balanced_sampler(labels, epoch_seed)
+    else:
+        sampler = RandomSampler(dataset, generator=generator)
+    if config.max_steps_per_epoch:
+        indices = list(sampler)[: config.max_steps_per_epoch * config.batch_size]
+        dataset, sampler = Subset(dataset, indices), None
+    return DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, shuffle=False,
+                      num_workers=config.workers, worker_init_fn=_worker_init, generator=generator,
+                      pin_memory=torch.cuda.is_available(), drop_last=False,
+                      persistent_workers=False)
+
+
+def _train_epoch(net, loader, optimizer, loss_fn, device, config: TrainConfig, progress: bool, epoch: int):
+    net.train()
+    total, seen = 0.0, 0
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not progress, leave=False)
+    started = time.perf_counter()
+    for images, labels in bar:
+        images = images.to(device, non_blocking=True)
+        if device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        labels = labels.to(device, non_blocking=True)
+        with _autocast(device, config.amp):
+            logits = net(images)
+        loss = loss_fn(logits.float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(labels)
+        seen += len(labels)
+        bar.set_postfix(loss=f"{total / seen:.4f}", img_s=f"{seen / (time.perf_counter() - started):.0f}")
+    return total / max(seen, 1), seen
+
+
+@torch.no_grad()
+def predict(model: DeviceModel, dataset, device: torch.device, config: TrainConfig) -> np.ndarray:
+    """Probabilities for every item of ``dataset``, in order."""
+    model.eval()
+    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False, num_workers=config.workers)
+    out = []
+    for images, _ in loader:
+        images = images.to(device)
+        if device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        with _autocast(device, config.amp):
+            out.append(torch.sigmoid(model(images).float()).cpu())
+    return torch.cat(out).numpy().astype(np.float64)
+
+
+def evaluate_split(model: DeviceModel, dataset, loss_fn, device, config: TrainConfig) -> dict:
+    """Loss, AUROC and average precision on a split (NaN where a class is absent)."""
+    probs = predict(model, dataset, device, config)
+    labels = dataset.labels
+    logits = torch.logit(torch.as_tensor(probs).clamp(1e-7, 1 - 1e-7)).float()
+    loss = loss_fn(logits.to(device), torch.as_tensor(labels, device=device)).item()
+    both = 0 < labels.sum() < len(labels)
+    return {"loss": loss, "auroc": roc_auc_score(labels, probs) if both else float("nan"),
+            "ap": average_precision_score(labels, probs) if both else float("nan")}
+
+
+# --- outputs -------------------------------------------------------------------------------
+def _write_outputs(model_dir: Path, model: DeviceModel, config: TrainConfig, history: list[dict], cache,
+                   device: torch.device, world: int, best_epoch: int) -> None:
+    pd.DataFrame(history, columns=HISTORY_COLUMNS).to_csv(model_dir / "history.csv", index=False,
+                                                          lineterminator="\n")
+    (model_dir / "config.yaml").write_text(yaml.safe_dump(config.as_dict(), sort_keys=False))
+    (model_dir / "layers.json").write_text(json.dumps(model.layer_report(), indent=2) + "\n")
+    summary = {
+        "device": str(device),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "processes": world,
+        "torch": torch.__version__,
+        "amp": (("bf16" if torch.cuda.is_bf16_supported() else "fp16") if config.amp and device.type == "cuda"
+                else "off"),
+        "best_epoch": best_epoch,
+        "epochs_run": len(history),
+        "cache": {"folder": str(cache.folder), "status": cache.status, "n_unreadable": int(len(cache.failed)),
+                  "unreadable": cache.failed[["image_id", "reason"]].to_dict("records")},
+        "produced_by": producer("train"),
+    }
+    (model_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot_history(pd.DataFrame(history, columns=HISTORY_COLUMNS), model_dir / "training_curves.png")
+
+
+def plot_history(history: pd.DataFrame, path: Path) -> None:
+    """Loss (train, validation) and validation AUROC/AP against epoch."""
+    fig = Figure(figsize=(10, 4))
+    left, right = fig.subplots(1, 2)
+    epochs = history["epoch"] + 1
+    left.plot(epochs, history["train_loss"], "o-", label="train loss")
+    left.plot(epochs, history["val_loss"], "o-", label="validation loss")
+    left.set_xlabel("epoch")
+    left.set_ylabel("BCE loss")
+    left.set_title("Loss")
+    left.legend()
+    right.plot(epochs, history["val_auroc"], "o-", color="#c0392b", label="validation AUROC")
+    right.plot(epochs, history["val_ap"], "o-", color="#2e6fa7", label="validation average precision")
+    right.set_ylim(0, 1)
+    right.set_xlabel("epoch")
+    right.set_title("Validation discrimination")
+    right.legend(loc="lower right")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
