@@ -25,7 +25,7 @@ class TrainConfig:
     lr: float = 1e-4
     weight_decay: float = 1e-4
     optimizer: str = "adamw"  # adamw | sgd (momentum 0.9, nesterov)
-    schedule: str = "cosine"  # cosine (per epoch, to 0 at the last epoch) | none
+    schedule: str = "cosine"  # cosine annealing stepped per epoch over `epochs` | none
     patience: int = 3  # early stopping on validation AUROC
     imbalance: str = "weighted_loss"  # none | weighted_loss | balanced_sampler
     device: str = "auto"  # auto | cuda | cpu
@@ -81,11 +81,15 @@ def load_config(path: str | Path | None) -> TrainConfig:
     document = dict(document.get("train", document))  # a full run config keeps these under `train:`
     model = document.pop("model", None) or {}
     augmentation = document.pop("augmentation", None) or {}
+    derived = document.pop("preprocessing", None)  # written for readers; derived from image_size
     _check_keys(path, model, ModelSpec, "model.")
     _check_keys(path, augmentation, Augmentation, "augmentation.")
     _check_keys(path, document, TrainConfig, "")
     config = TrainConfig(model=ModelSpec(**model), augmentation=Augmentation(**augmentation), **document)
     config.validate()
+    if derived is not None and derived != config.preprocessing.as_dict():
+        raise CxrDeviceError(f"{path}: 'preprocessing' {derived} does not follow from image_size "
+                             f"{config.image_size}; edit image_size and drop the preprocessing block")
     return config
 
 

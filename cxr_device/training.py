@@ -21,7 +21,7 @@ import os
 import random
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +42,7 @@ from .errors import CxrDeviceError
 from .findings import TARGET
 from .models import DeviceModel, build_model
 from .provenance import producer
-from .train_config import TrainConfig
+from .train_config import TrainConfig, load_config
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_auroc", "val_ap", "lr", "seconds", "images_per_s",
                    "peak_memory_gb"]
@@ -305,26 +305,53 @@ def _write_outputs(model_dir: Path, model: DeviceModel, config: TrainConfig, his
         "produced_by": producer("train"),
     }
     (model_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    plot_history(pd.DataFrame(history, columns=HISTORY_COLUMNS), model_dir / "training_curves.png")
+    weighted = config.imbalance == "weighted_loss"
+    plot_history(pd.DataFrame(history, columns=HISTORY_COLUMNS), model_dir / "training_curves.png", best_epoch,
+                 "BCE loss (class-weighted)" if weighted else "BCE loss")
 
 
-def plot_history(history: pd.DataFrame, path: Path) -> None:
-    """Loss (train, validation) and validation AUROC/AP against epoch."""
+def plot_history(history: pd.DataFrame, path: Path, best_epoch: int | None = None,
+                 loss_label: str = "BCE loss") -> None:
+    """Loss (train, validation) and validation AUROC/AP against epoch; the best epoch marked."""
+    from matplotlib.ticker import MaxNLocator
+
     fig = Figure(figsize=(10, 4))
     left, right = fig.subplots(1, 2)
     epochs = history["epoch"] + 1
     left.plot(epochs, history["train_loss"], "o-", label="train loss")
     left.plot(epochs, history["val_loss"], "o-", label="validation loss")
-    left.set_xlabel("epoch")
-    left.set_ylabel("BCE loss")
+    left.set_ylabel(loss_label)
     left.set_title("Loss")
-    left.legend()
     right.plot(epochs, history["val_auroc"], "o-", color="#c0392b", label="validation AUROC")
     right.plot(epochs, history["val_ap"], "o-", color="#2e6fa7", label="validation average precision")
-    right.set_ylim(0, 1)
-    right.set_xlabel("epoch")
+    scores = pd.concat([history["val_auroc"], history["val_ap"]]).dropna()
+    right.set_ylim(max(0.0, float(scores.min()) - 0.05) if len(scores) else 0.0, 1.0)
     right.set_title("Validation discrimination")
-    right.legend(loc="lower right")
     for ax in (left, right):
+        if best_epoch is not None:
+            ax.axvline(best_epoch + 1, color="grey", linestyle="--", linewidth=1, label=f"best epoch ({best_epoch + 1})")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
+        ax.legend(loc="best")
     fig.savefig(path, dpi=120, bbox_inches="tight")
+
+
+def score_checkpoint(cohort_dir: str | Path, run_dir: str | Path, split: str = "test",
+                     checkpoint: str = "best.pt") -> dict:
+    """AUROC, AP and counts of a saved model on one split of its cohort (same cache, same
+    preprocessing as training). The full assessment with thresholds and CIs is ``evaluate``."""
+    model_dir = Path(run_dir) / "model"
+    state = torch.load(model_dir / checkpoint, map_location="cpu", weights_only=True)
+    config = load_config(model_dir / "config.yaml")
+    frame, _ = read_cohort(cohort_dir)
+    cache_root = Path(config.cache_dir) if config.cache_dir else Path(cohort_dir).resolve().parent / "cache"
+    cache = open_cache(frame, config.preprocessing, cache_root, config.workers)
+    part = frame[(frame["split"] == split) & ~frame["image_id"].isin(set(cache.failed["image_id"]))]
+    dataset = CachedImages(cache.pixels, cache.rows(part["image_id"]), part[TARGET].to_numpy(), config.preprocessing)
+    device = resolve_device(config.device)
+    model = build_model(replace(config.model, weights="none")).to(device)
+    model.load_state_dict(state["model"])
+    result = evaluate_split(model, dataset, nn.BCEWithLogitsLoss(), device, config)
+    return {"split": split, "checkpoint": checkpoint, "epoch": int(state["epoch"]), "n_images": len(part),
+            "n_positive": int(part[TARGET].sum()), **result}

@@ -130,3 +130,23 @@ def test_ddp_two_cpu_processes_with_gloo(cohort_dir, tmp_path):
     assert done.stdout.count("trained small_cnn") == 1  # rank 0 alone reports and writes
     summary = (tmp_path / "model" / "train_summary.json").read_text()
     assert '"processes": 2' in summary
+
+
+def test_score_checkpoint_on_the_test_split(cohort_dir, tmp_path):
+    from cxr_device.training import score_checkpoint
+
+    train(cohort_dir, tmp_path, CONFIG, progress=False)
+    score = score_checkpoint(cohort_dir, tmp_path, "test")
+    test = pd.read_csv(cohort_dir / "cohort.csv").query("split == 'test'")
+    assert score["n_images"] == len(test) and score["n_positive"] == test["pneumonia"].sum()
+    assert 0.0 <= score["auroc"] <= 1.0 and score["loss"] > 0
+
+
+def test_a_runs_saved_config_loads_back(cohort_dir, tmp_path):
+    train(cohort_dir, tmp_path, CONFIG.with_overrides(epochs=1), progress=False)
+    saved = tmp_path / "model" / "config.yaml"
+    assert load_config(saved) == CONFIG.with_overrides(epochs=1)
+    text = saved.read_text().replace("image_size: 32", "image_size: 48")
+    saved.write_text(text)
+    with pytest.raises(CxrDeviceError, match="does not follow from image_size"):
+        load_config(saved)
