@@ -187,9 +187,10 @@ def demo_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo", formatter_class=_FORMATTER, help="run everything that exists on built-in synthetic data",
         description="The first thing to run on a fresh install. Generates a synthetic NIH-format dataset\n"
-        "(phantoms, not patients) and runs the pipeline on it. Today that is: synth -> cohort -> eda.\n"
-        "Training, evaluation, the locked model bundle and the submission documents are not built\n"
-        "yet and will join the demo when they are.",
+        "(phantoms, not patients) and runs the pipeline on it. Today that is: synth -> cohort -> eda ->\n"
+        "train (a small CNN at 64 px on the CPU). Evaluation, the locked model bundle and the submission\n"
+        "documents are not built yet and will join the demo when they are. A re-run replaces the\n"
+        "previous demo's outputs.",
     )
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo)")
     p.add_argument("--n-patients", type=int, default=120, help="synthetic patients (default 120)")
@@ -208,7 +209,11 @@ def _demo(args: argparse.Namespace) -> int:
           f"{s['n_positive']} pneumonia; " + ", ".join(f"{k} {v['n_images']}" for k, v in s["splits"].items()))
     print(f"  summary  {result.cohort_dir / 'summary.json'}")
     print(f"  eda      {result.eda_dir / EDA_JSON} and {len(result.eda['figures'])} figures in {result.eda_dir}")
-    print("next: cxr-device cohort --help   |   cxr-device eda --help")
+    h = result.training.history
+    best = h[h["epoch"] == result.training.best_epoch].iloc[0]
+    print(f"  model    {result.training.model_dir}: small CNN, {len(h)} epochs on the CPU, "
+          f"validation AUROC {best['val_auroc']:.3f} (phantoms: easy on purpose)")
+    print("next: cxr-device cohort --help   |   cxr-device train --help   |   cxr-device check-dicom --help")
     return EXIT_OK
 
 

@@ -237,11 +237,16 @@ def _train_loader(dataset, labels, config: TrainConfig, epoch_seed: int, epoch: 
 
 
 def _train_epoch(net, loader, optimizer, loss_fn, device, config: TrainConfig, progress: bool, epoch: int):
+    """One pass over ``loader``; returns (mean loss, images seen). The loss stays on the device
+    between progress updates, so a GPU is not synchronised at every step."""
     net.train()
-    total, seen = 0.0, 0
+    fp16 = config.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
+    scaler = torch.amp.GradScaler("cuda", enabled=fp16)  # bf16 needs no loss scaling; fp16 does
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    seen = 0
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not progress, leave=False)
     started = time.perf_counter()
-    for images, labels in bar:
+    for step, (images, labels) in enumerate(bar):
         images = images.to(device, non_blocking=True)
         if device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
@@ -250,12 +255,14 @@ def _train_epoch(net, loader, optimizer, loss_fn, device, config: TrainConfig, p
             logits = net(images)
         loss = loss_fn(logits.float(), labels)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total += loss.item() * len(labels)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        total += loss.detach() * len(labels)
         seen += len(labels)
-        bar.set_postfix(loss=f"{total / seen:.4f}", img_s=f"{seen / (time.perf_counter() - started):.0f}")
-    return total / max(seen, 1), seen
+        if progress and step % 20 == 0:
+            bar.set_postfix(loss=f"{total.item() / seen:.4f}", img_s=f"{seen / (time.perf_counter() - started):.0f}")
+    return total.item() / max(seen, 1), seen
 
 
 @torch.no_grad()

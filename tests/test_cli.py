@@ -11,7 +11,7 @@ from cxr_device.cli import main
 
 from .conftest import NIH_HEADER_2020, shared
 
-COMMANDS = ["synth", "cohort", "eda", "demo"]
+COMMANDS = ["synth", "cohort", "eda", "demo", "cache", "train", "check-dicom"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -57,12 +57,13 @@ def test_bad_rows_write_the_cohort_and_exit_1(tmp_path, capsys):
     assert summary["n_images"] == 20 and summary["n_invalid"] == 1
 
 
-def test_demo_runs_synth_cohort_eda(tmp_path, capsys):
+def test_demo_runs_synth_cohort_eda_train(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo"), "--n-patients", "20", "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "SYNTHETIC" in out and "not built yet" in out
+    assert "SYNTHETIC" in out and "not built yet" in out and "validation AUROC" in out
     assert (tmp_path / "demo" / "cohort" / "cohort.csv").is_file()
     assert (tmp_path / "demo" / "eda" / "eda.json").is_file()
+    assert (tmp_path / "demo" / "model" / "history.csv").is_file()
 
 
 def test_cohort_then_eda_on_real_images(tmp_path, capsys):
