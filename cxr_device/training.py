@@ -39,6 +39,7 @@ from .cache import open_cache
 from .cohort import read_cohort
 from .data import CachedImages, balanced_sampler, positive_weight
 from .errors import CxrDeviceError
+from .hashing import sha256_file
 from .findings import TARGET
 from .models import DeviceModel, build_model
 from .provenance import producer
@@ -205,7 +206,7 @@ def train(cohort_dir: str | Path, run_dir: str | Path, config: TrainConfig, resu
             if improved:
                 torch.save({"model": model.state_dict(), "epoch": epoch, "config": config.as_dict()},
                            model_dir / "best.pt")
-            _write_outputs(model_dir, model, config, history, cache, device, world, best_epoch)
+            _write_outputs(model_dir, model, config, history, cache, device, world, best_epoch, cohort_dir)
             stop[0] = float(bad_epochs >= config.patience)
         if world > 1:
             dist.broadcast(stop, src=0)
@@ -293,7 +294,7 @@ def evaluate_split(model: DeviceModel, dataset, loss_fn, device, config: TrainCo
 
 # --- outputs -------------------------------------------------------------------------------
 def _write_outputs(model_dir: Path, model: DeviceModel, config: TrainConfig, history: list[dict], cache,
-                   device: torch.device, world: int, best_epoch: int) -> None:
+                   device: torch.device, world: int, best_epoch: int, cohort_dir: str | Path) -> None:
     pd.DataFrame(history, columns=HISTORY_COLUMNS).to_csv(model_dir / "history.csv", index=False,
                                                           lineterminator="\n")
     (model_dir / "config.yaml").write_text(yaml.safe_dump(config.as_dict(), sort_keys=False))
@@ -307,6 +308,7 @@ def _write_outputs(model_dir: Path, model: DeviceModel, config: TrainConfig, his
                 else "off"),
         "best_epoch": best_epoch,
         "epochs_run": len(history),
+        "cohort": {"dir": str(Path(cohort_dir).resolve()), "sha256": sha256_file(Path(cohort_dir) / "cohort.csv")},
         "cache": {"folder": str(cache.folder), "status": cache.status, "n_unreadable": int(len(cache.failed)),
                   "unreadable": cache.failed[["image_id", "reason"]].to_dict("records")},
         "produced_by": producer("train"),
@@ -344,21 +346,39 @@ def plot_history(history: pd.DataFrame, path: Path, best_epoch: int | None = Non
     fig.savefig(path, dpi=120, bbox_inches="tight")
 
 
-def score_checkpoint(cohort_dir: str | Path, run_dir: str | Path, split: str = "test",
-                     checkpoint: str = "best.pt") -> dict:
-    """AUROC, AP and counts of a saved model on one split of its cohort (same cache, same
-    preprocessing as training). The full assessment with thresholds and CIs is ``evaluate``."""
+def load_trained(run_dir: str | Path, checkpoint: str = "best.pt") -> tuple[DeviceModel, TrainConfig, dict]:
+    """The model of a finished run (on the CPU), its config and the checkpoint's metadata."""
     model_dir = Path(run_dir) / "model"
-    state = torch.load(model_dir / checkpoint, map_location="cpu", weights_only=True)
+    path = model_dir / checkpoint
+    if not path.is_file():
+        raise CxrDeviceError(f"{path}: not found; train first with `cxr-device train --out {run_dir}`")
     config = load_config(model_dir / "config.yaml")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model = build_model(replace(config.model, weights="none"))
+    model.load_state_dict(state["model"])
+    summary_path = model_dir / "train_summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    return model.eval(), config, {"checkpoint": checkpoint, "epoch": int(state["epoch"]), **summary}
+
+
+def split_dataset(cohort_dir: str | Path, config: TrainConfig, split: str) -> tuple[CachedImages, pd.DataFrame]:
+    """A split of the cohort as an evaluation dataset (cache and preprocessing as in training),
+    and its rows; images that failed to decode are left out (listed by the cache)."""
     frame, _ = read_cohort(cohort_dir)
     cache_root = Path(config.cache_dir) if config.cache_dir else Path(cohort_dir).resolve().parent / "cache"
     cache = open_cache(frame, config.preprocessing, cache_root, config.workers)
     part = frame[(frame["split"] == split) & ~frame["image_id"].isin(set(cache.failed["image_id"]))]
     dataset = CachedImages(cache.pixels, cache.rows(part["image_id"]), part[TARGET].to_numpy(), config.preprocessing)
+    return dataset, part.reset_index(drop=True)
+
+
+def score_checkpoint(cohort_dir: str | Path, run_dir: str | Path, split: str = "test",
+                     checkpoint: str = "best.pt") -> dict:
+    """AUROC, AP and counts of a saved model on one split of its cohort. The full assessment
+    with thresholds and confidence intervals is ``cxr-device evaluate``."""
+    model, config, meta = load_trained(run_dir, checkpoint)
+    dataset, part = split_dataset(cohort_dir, config, split)
     device = resolve_device(config.device)
-    model = build_model(replace(config.model, weights="none")).to(device)
-    model.load_state_dict(state["model"])
-    result = evaluate_split(model, dataset, nn.BCEWithLogitsLoss(), device, config)
-    return {"split": split, "checkpoint": checkpoint, "epoch": int(state["epoch"]), "n_images": len(part),
+    result = evaluate_split(model.to(device), dataset, nn.BCEWithLogitsLoss(), device, config)
+    return {"split": split, "checkpoint": checkpoint, "epoch": meta["epoch"], "n_images": len(part),
             "n_positive": int(part[TARGET].sum()), **result}

@@ -66,3 +66,97 @@ def _check_dicom(args: argparse.Namespace) -> int:
         if args.format != "table":
             print(summary_line(results), file=sys.stderr)
     return 0 if all(r.status == PASS for r in results) else 1
+
+
+# --- evaluate ------------------------------------------------------------------------------
+def evaluate_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate", formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="assess a trained run: F1 threshold, metrics with 95% CIs, subgroups, figures, locked bundle",
+        description="Predict the validation and test splits of a trained run; choose the threshold on validation\n"
+        "only (maximum F1, ties toward the higher threshold) and apply it unchanged to test; bootstrap\n"
+        "patients for 95% intervals; report Youden's J and a target-sensitivity threshold beside it;\n"
+        "subgroups by age band, sex and view. Writes RUN/evaluation/ and locks RUN/bundle/.",
+        epilog="outputs: RUN/evaluation/ predictions.csv, metrics.json, roc.png, precision_recall.png,\n"
+        "         threshold_curves.png, confusion_matrix.png, calibration.png, training_curves.png\n"
+        "         RUN/bundle/ model.safetensors, input_rules.yaml, device.json (hashes of everything)",
+    )
+    p.add_argument("--run", required=True, type=Path, help="run folder with model/ (from `cxr-device train`)")
+    p.add_argument("--bootstrap", type=int, default=2000, metavar="N", help="bootstrap replicates (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--target-sensitivity", type=float, default=0.9, metavar="S",
+                   help="sensitivity for the alternative operating point (default 0.90)")
+    p.add_argument("--rules", metavar="FILE", help="input rules locked into the bundle (default: built-in chest rules)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_evaluate)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate_run  # imports torch: only when asked
+
+    if args.bootstrap < 100:
+        print("cxr-device evaluate: error: --bootstrap must be at least 100", file=sys.stderr)
+        return 2
+    m = evaluate_run(args.run, args.bootstrap, args.seed, args.target_sensitivity, args.rules,
+                     progress=not args.quiet and sys.stderr.isatty())
+    t = m["threshold"]
+    print(f"threshold {t['value']:.4f} ({t['description']}): validation F1 {t['validation']['f1']:.3f}, "
+          f"precision {t['validation']['precision']:.3f}, recall {t['validation']['recall']:.3f}")
+    for name, s in m["splits"].items():
+        line = ", ".join(f"{k} {_ci(s[k])}" for k in ("auroc", "sensitivity", "specificity", "f1"))
+        print(f"  {name:<4} ({s['n_images']} images, {s['n_positive']} positive): {line}")
+    unstable = sum(r["unstable"] for r in m["subgroups"]["test"])
+    print(f"  subgroups: {len(m['subgroups']['test'])} on test ({unstable} flagged unstable: < 10 per class)")
+    print(f"wrote {args.run / 'evaluation'} and locked {args.run / 'bundle'}")
+    return 0
+
+
+def _ci(metric: dict) -> str:
+    lo, hi = metric["ci95"]
+    value = metric["value"]
+    if value is None:
+        return "n/a"
+    return f"{value:.3f} [{lo:.3f}, {hi:.3f}]" if lo is not None else f"{value:.3f}"
+
+
+# --- predict -------------------------------------------------------------------------------
+def predict_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict", formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="run the locked device on DICOM files: header checks, probability, decision (or a refusal)",
+        description="Load and verify a bundle, check each DICOM against the bundle's input rules, and score the\n"
+        "files that pass with the bundle's preprocessing, model and threshold. Files that fail the rules\n"
+        "are refused with the findings; no probability is computed for them.",
+        epilog="exit code: 0 every input accepted; 1 any refused or unreadable; 2 usage error or bad bundle\n"
+        "PHI: files are identified by path and SOP Instance UID unless --show-phi.",
+    )
+    p.add_argument("paths", nargs="+", metavar="FILE", help="DICOM files (or folders); PNG/JPEG with --allow-non-dicom")
+    p.add_argument("--bundle", required=True, type=Path, help="bundle folder (RUN/bundle)")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format (table)")
+    p.add_argument("--out", type=Path, metavar="FILE", help="write the report here instead of standard output")
+    p.add_argument("--heatmap", type=Path, metavar="DIR", help="write a Grad-CAM overlay PNG per accepted image")
+    p.add_argument("--allow-non-dicom", action="store_true", help="also score PNG/JPEG (no header checks possible)")
+    p.add_argument("--show-phi", action="store_true", help="include PatientName, PatientID, PatientBirthDate")
+    p.set_defaults(handler=_predict)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from cxr_device.bundle import load_bundle  # imports torch: only when asked
+
+    from .predict import ACCEPTED, predict_files, render, summary
+
+    bundle = load_bundle(args.bundle)
+    paths = collect_paths(args.paths)
+    if not paths:
+        print(f"cxr-device predict: error: no files found in {' '.join(args.paths)}", file=sys.stderr)
+        return 2
+    results = predict_files(paths, bundle, args.allow_non_dicom, args.heatmap, args.show_phi)
+    report = render(results, args.format)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(report)
+        s = summary(results)
+        print(f"{s['files']} file(s): {s[ACCEPTED]} accepted -> {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(report)
+    return 0 if all(r.status == ACCEPTED for r in results) else 1

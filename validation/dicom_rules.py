@@ -138,12 +138,15 @@ class RuleSet:
         return findings
 
 
+def default_rules_path() -> Path:
+    """The shipped chest-radiograph rules file (package data)."""
+    return Path(str(resources.files("validation") / "rules" / DEFAULT_RULES))
+
+
 def load_rules(path: str | Path | None = None) -> RuleSet:
     """Load a rules YAML (default: the chest-radiograph rules shipped in the package)."""
     if path is None:
-        resource = resources.files("validation") / "rules" / DEFAULT_RULES
-        with resources.as_file(resource) as default_path:
-            return _load(Path(default_path), f"(built-in) {DEFAULT_RULES}")
+        return _load(default_rules_path(), f"(built-in) {DEFAULT_RULES}")
     return _load(Path(path), str(path))
 
 

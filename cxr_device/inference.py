@@ -1,0 +1,96 @@
+"""Inference with a locked bundle: the same loader and preprocessing as training, then the
+model, the bundle's threshold, and optionally a Grad-CAM map.
+
+Grad-CAM (Selvaraju et al., 2017) weights the activations of the model's last convolutional
+block by the spatially averaged gradient of the pneumonia logit, keeps the positive part and
+scales it to [0, 1]. It shows where the model looked; it is an aid to interpretation, not a
+diagnosis and not a localisation claim.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib import colormaps
+from PIL import Image, ImageDraw
+
+from .bundle import Bundle
+from .imageio import load_image
+from .preprocessing import center_crop, to_stored, to_tensor
+
+POSITIVE, NEGATIVE = "pneumonia", "no pneumonia"
+HEATMAP_CAPTION = "Grad-CAM: an aid to interpretation, not a diagnosis"
+
+
+class Predictor:
+    """A bundle ready to score images (CPU by default)."""
+
+    def __init__(self, bundle: Bundle, device: str | torch.device = "cpu"):
+        self.bundle = bundle
+        self.device = torch.device(device)
+        self.model = bundle.model.to(self.device).eval()
+        self.pre = bundle.preprocessing
+        self.threshold = bundle.threshold
+
+    def prepare(self, path: str | Path) -> tuple[torch.Tensor, np.ndarray]:
+        """(model input (1, S, S), the same crop as uint8 for display) from a file."""
+        stored = to_stored(load_image(path), self.pre)
+        return to_tensor(stored, self.pre), center_crop(stored, self.pre.image_size)
+
+    @torch.inference_mode()
+    def probabilities(self, inputs: torch.Tensor) -> np.ndarray:
+        """Pneumonia probabilities of a batch (N, 1, S, S)."""
+        return torch.sigmoid(self.model(inputs.to(self.device))).double().cpu().numpy()
+
+    def decision(self, probability: float) -> str:
+        return POSITIVE if probability >= self.threshold else NEGATIVE
+
+    def grad_cam(self, single: torch.Tensor) -> np.ndarray:
+        """Grad-CAM map (S, S) in [0, 1] for one input (1, S, S)."""
+        return grad_cam(self.model, single.unsqueeze(0).to(self.device))
+
+
+def grad_cam(model, x: torch.Tensor) -> np.ndarray:
+    """Grad-CAM of the pneumonia logit at ``model.feature_block`` for a batch of one."""
+    captured: dict[str, torch.Tensor] = {}
+
+    def keep(_module, _inputs, output):
+        output.retain_grad()
+        captured["a"] = output
+
+    handle = model.blocks[model.feature_block].register_forward_hook(keep)
+    try:
+        with torch.enable_grad():
+            x = x.clone().requires_grad_(True)  # gradients flow even through frozen blocks
+            model.zero_grad(set_to_none=True)
+            model(x).sum().backward()
+    finally:
+        handle.remove()
+    activation = captured["a"]
+    weights = activation.grad.mean(dim=(2, 3), keepdim=True)
+    cam = torch.relu((weights * activation).sum(dim=1, keepdim=True))
+    cam = torch.nn.functional.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+    top = cam.max()
+    cam = cam / top if top > 0 else torch.zeros_like(cam)
+    return cam.detach().cpu().numpy().astype(np.float32)
+
+
+def save_overlay(display: np.ndarray, cam: np.ndarray, path: str | Path, lines: list[str]) -> Path:
+    """The model's input crop in gray beside the same crop with the map in colour, then the
+    given text lines and the caption."""
+    gray = np.repeat(np.asarray(display, dtype=np.float32)[..., None] / 255.0, 3, axis=2)
+    heat = colormaps["jet"](cam)[..., :3]
+    blend = np.clip(0.55 * gray + 0.45 * heat, 0, 1)
+    size = max(320, gray.shape[0])
+    panels = [Image.fromarray((a * 255).astype(np.uint8)).resize((size, size), Image.Resampling.BILINEAR)
+              for a in (gray, blend)]
+    text = [*lines, HEATMAP_CAPTION]
+    canvas = Image.new("RGB", (2 * size, size + 16 * len(text) + 8), "white")
+    for i, panel in enumerate(panels):
+        canvas.paste(panel, (i * size, 0))
+    draw = ImageDraw.Draw(canvas)
+    for i, line in enumerate(text):
+        draw.text((6, size + 4 + 16 * i), line, fill="black")
+    canvas.save(path)
+    return Path(path)

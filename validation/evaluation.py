@@ -1,0 +1,143 @@
+"""``cxr-device evaluate``: a trained run -> honest, confidence-bounded claims and a locked bundle.
+
+1. predict the validation and test splits (same cache and preprocessing as training);
+2. choose the threshold on validation only (max F1, ties -> higher), apply it unchanged to test;
+3. metrics per split with 95% patient-bootstrap intervals; the operating-point table (max F1,
+   Youden's J, target sensitivity); subgroups (age bands, sex, view) on test;
+4. figures; ``evaluation/predictions.csv`` and ``evaluation/metrics.json``;
+5. lock the device in ``bundle/``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from cxr_device.bundle import write_bundle
+from cxr_device.cohort import read_cohort
+from cxr_device.errors import CxrDeviceError
+from cxr_device.findings import TARGET
+from cxr_device.hashing import sha256_file
+from cxr_device.provenance import producer
+from cxr_device.training import load_trained, predict, resolve_device, split_dataset
+
+from . import figures as fig
+from .bootstrap import bootstrap
+from .dicom_rules import default_rules_path, load_rules
+from .metrics import confusion, from_confusion
+from .subgroups import subgroup_table
+from .threshold import MAX_F1, RULE_TEXT, operating_thresholds
+
+PREDICTION_COLUMNS = ["image_id", "patient_id", "probability", "label", "split", "age_years", "sex", "view"]
+
+
+def evaluate_run(run_dir: str | Path, n_bootstrap: int = 2000, seed: int = 0, target_sensitivity: float = 0.9,
+                 rules: str | Path | None = None, progress: bool = True) -> dict:
+    """Evaluate ``run_dir/model/best.pt``; write ``evaluation/`` and ``bundle/``; return metrics.json."""
+    run = Path(run_dir)
+    model, config, meta = load_trained(run)
+    cohort_dir = Path(meta.get("cohort", {}).get("dir") or run / "cohort")
+    _, cohort_summary = read_cohort(cohort_dir)
+    rules_file = Path(rules) if rules else default_rules_path()
+    load_rules(rules_file)  # refuse a broken rules file before anything is written
+    device = resolve_device(config.device)
+    model.to(device)
+
+    parts = []
+    for split in tqdm(("val", "test"), desc="predict", disable=not progress):
+        dataset, rows = split_dataset(cohort_dir, config, split)
+        if rows.empty or rows[TARGET].nunique() < 2:
+            raise CxrDeviceError(f"the cohort's {split} split needs images of both classes to be evaluated "
+                                 f"({len(rows)} images, {int(rows[TARGET].sum()) if len(rows) else 0} positive)")
+        parts.append(rows.assign(probability=predict(model, dataset, device, config), label=rows[TARGET], split=split))
+    predictions = pd.concat(parts, ignore_index=True)[PREDICTION_COLUMNS]
+    val, test = (predictions[predictions["split"] == s] for s in ("val", "test"))
+    arrays = {s: (p["probability"].to_numpy(), p["label"].to_numpy()) for s, p in (("val", val), ("test", test))}
+
+    thresholds = operating_thresholds(*arrays["val"], target_sensitivity)  # validation labels only
+    threshold = thresholds[MAX_F1]
+    splits = {}
+    for name, part in (("val", val), ("test", test)):
+        probs, labels = arrays[name]
+        stats = bootstrap(probs, labels, part["patient_id"].to_numpy(), threshold, n_bootstrap, seed,
+                          roc_band=name == "test")
+        splits[name] = {"n_images": len(part), "n_patients": int(part["patient_id"].nunique()),
+                        "n_positive": int(labels.sum()), "prevalence": float(labels.mean()),
+                        "confusion": {k: int(v) for k, v in confusion(probs, labels, threshold).items()},
+                        "calibration": fig.calibration_table(probs, labels), **stats}
+    roc_band = splits["test"].pop("roc_band")
+    operating_points = [
+        {"rule": rule, "description": RULE_TEXT.get(rule, f"highest validation threshold with {rule}"),
+         "threshold": t, "locked": rule == MAX_F1,
+         **{name: from_confusion(confusion(*arrays[name], t)) for name in ("val", "test")}}
+        for rule, t in thresholds.items()
+    ]
+    val_at_threshold = from_confusion(confusion(*arrays["val"], threshold))
+    is_nih = cohort_summary.get("dataset") == "nih"
+    out = run / "evaluation"
+    out.mkdir(parents=True, exist_ok=True)
+    predictions.to_csv(out / "predictions.csv", index=False, lineterminator="\n", float_format="%.8f")
+    figures = _figures(out, arrays, splits, roc_band, threshold, val_at_threshold["f1"], is_nih, run / "model")
+    metrics = {
+        "threshold": {"value": threshold, "rule": MAX_F1, "description": RULE_TEXT[MAX_F1],
+                      "validation": {"f1": val_at_threshold["f1"], "precision": val_at_threshold["ppv"],
+                                     "recall": val_at_threshold["sensitivity"]}},
+        "operating_points": operating_points,
+        "splits": splits,
+        "subgroups": {"test": subgroup_table(test, threshold, n_bootstrap, seed)},
+        "bootstrap": {"n": n_bootstrap, "seed": seed, "unit": "patient", "interval": "percentile 95%"},
+        "reference": {"radiologist_f1": fig.RADIOLOGIST_F1,
+                      "source": "CheXNet reader study (Rajpurkar et al., 2017), NIH ChestX-ray14 pneumonia"}
+        if is_nih else None,
+        "figures": figures,
+        "model": {"checkpoint": meta["checkpoint"], "epoch": meta["epoch"], "architecture": config.model.arch},
+        "inputs": {"cohort_csv_sha256": sha256_file(cohort_dir / "cohort.csv"),
+                   "checkpoint_sha256": sha256_file(run / "model" / meta["checkpoint"]),
+                   "predictions_csv_sha256": sha256_file(out / "predictions.csv")},
+        "synthetic": bool(cohort_summary.get("synthetic")),
+        "produced_by": producer("evaluate", {"bootstrap": n_bootstrap, "seed": seed,
+                                            "target_sensitivity": target_sensitivity, "rules": str(rules_file)}),
+    }
+    metrics = _finite(metrics)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_bundle(run / "bundle", model.cpu(), config.preprocessing,
+                 threshold={**metrics["threshold"], "test": _summary(splits["test"])},
+                 rules_file=rules_file, cohort_csv=cohort_dir / "cohort.csv",
+                 extra={"evaluation": {"metrics_json_sha256": sha256_file(out / "metrics.json")},
+                        "synthetic": metrics["synthetic"]})
+    return metrics
+
+
+def _summary(split: dict) -> dict:
+    return {m: split[m]["value"] for m in ("auroc", "sensitivity", "specificity", "f1")}
+
+
+def _figures(out: Path, arrays: dict, splits: dict, band, threshold: float, chosen_f1: float, is_nih: bool,
+             model_dir: Path) -> dict:
+    made = {}
+    fig.plot_roc({s: (*arrays[s], splits[s]["auroc"]["value"]) for s in arrays}, band, threshold, out / fig.FIGURES["roc"])
+    fig.plot_pr({s: (*arrays[s], splits[s]["average_precision"]["value"]) for s in arrays}, threshold, chosen_f1,
+                out / fig.FIGURES["pr"], fig.RADIOLOGIST_F1 if is_nih else None)
+    fig.plot_threshold(*arrays["val"], threshold, out / fig.FIGURES["threshold"])
+    fig.plot_confusion(*arrays["test"], threshold, out / fig.FIGURES["confusion"])
+    fig.plot_calibration({s: splits[s]["calibration"] for s in arrays}, out / fig.FIGURES["calibration"])
+    made.update({k: v for k, v in fig.FIGURES.items() if k != "training"})
+    if fig.copy_training_curves(model_dir, out):
+        made["training"] = fig.FIGURES["training"]
+    return made
+
+
+def _finite(value):
+    """NaN/inf -> None recursively, so metrics.json is strict JSON; numpy scalars -> Python."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

@@ -1,0 +1,152 @@
+"""Evaluation figures with stable names (the submission documents embed them by name)."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from .metrics import confusion, cumulative_counts, ranking, roc_points
+
+FIGURES = {
+    "roc": "roc.png",
+    "pr": "precision_recall.png",
+    "threshold": "threshold_curves.png",
+    "confusion": "confusion_matrix.png",
+    "calibration": "calibration.png",
+    "training": "training_curves.png",
+}
+#: Radiologist F1 on NIH pneumonia in the CheXNet reader study (Rajpurkar et al., 2017).
+RADIOLOGIST_F1 = 0.387
+COLORS = {"val": "#2e6fa7", "test": "#c0392b"}
+NAMES = {"val": "validation", "test": "test"}
+
+
+def _axes(title: str, size=(5.5, 5.0)):
+    fig = Figure(figsize=size)
+    ax = fig.subplots()
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return fig, ax
+
+
+def _pr_points(probs, labels):
+    r = ranking(probs, labels)
+    tps, fps = cumulative_counts(r)
+    return tps / max(tps[-1], 1e-300), tps / np.maximum(tps + fps, 1e-300)
+
+
+def plot_roc(splits: dict, band: dict | None, threshold: float, path: Path) -> None:
+    fig, ax = _axes("ROC curve")
+    if band:
+        ax.fill_between(band["fpr"], band["tpr_lo"], band["tpr_hi"], color=COLORS["test"], alpha=0.2,
+                        label="test 95% CI (patient bootstrap)")
+    for name, (probs, labels, auroc) in splits.items():
+        fpr, tpr = roc_points(ranking(probs, labels))
+        ax.plot(fpr, tpr, color=COLORS[name], label=f"{NAMES[name]} (AUROC {auroc:.3f})")
+        c = confusion(probs, labels, threshold)
+        ax.plot(c["fp"] / max(c["fp"] + c["tn"], 1), c["tp"] / max(c["tp"] + c["fn"], 1), "o", color=COLORS[name])
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="chance")
+    ax.set_xlabel("1 - specificity (false-positive rate)")
+    ax.set_ylabel("sensitivity (true-positive rate)")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+
+
+def plot_pr(splits: dict, threshold: float, chosen_f1: float, path: Path, radiologist_f1: float | None) -> None:
+    fig, ax = _axes("Precision-recall curve")
+    recall_grid = np.linspace(0.01, 1, 200)
+    for f1 in (0.2, 0.4, 0.6, 0.8):
+        precision = f1 * recall_grid / (2 * recall_grid - f1)
+        ok = (precision > 0) & (precision <= 1)
+        ax.plot(recall_grid[ok], precision[ok], color="lightgrey", linewidth=0.8)
+        ax.annotate(f"F1={f1}", (recall_grid[ok][-1], precision[ok][-1]), fontsize=7, color="grey")
+    if radiologist_f1:
+        precision = radiologist_f1 * recall_grid / (2 * recall_grid - radiologist_f1)
+        ok = (precision > 0) & (precision <= 1)
+        ax.plot(recall_grid[ok], precision[ok], "--", color="#8e44ad",
+                label=f"radiologist F1 {radiologist_f1} (CheXNet reader study)")
+    for name, (probs, labels, ap) in splits.items():
+        recall, precision = _pr_points(probs, labels)
+        ax.step(recall, precision, where="post", color=COLORS[name], label=f"{NAMES[name]} (AP {ap:.3f})")
+        c = confusion(probs, labels, threshold)
+        ax.plot(c["tp"] / max(c["tp"] + c["fn"], 1), c["tp"] / max(c["tp"] + c["fp"], 1), "o", color=COLORS[name],
+                markersize=8)
+    ax.plot([], [], "o", color="black", label=f"locked threshold {threshold:.3f} (validation F1 {chosen_f1:.3f})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall (sensitivity)")
+    ax.set_ylabel("precision (PPV)")
+    ax.legend(loc="upper right", fontsize=7)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+
+
+def plot_threshold(probs: np.ndarray, labels: np.ndarray, threshold: float, path: Path) -> None:
+    r = ranking(probs, labels)
+    tps, fps = cumulative_counts(r)
+    positives = tps[-1]
+    precision = tps / np.maximum(tps + fps, 1e-300)
+    recall = tps / max(positives, 1e-300)
+    f1 = 2 * tps / (tps + fps + positives)
+    fig, ax = _axes("Validation F1, precision and recall against threshold", size=(7, 4.2))
+    ax.plot(r.values, f1, label="F1", color="black")
+    ax.plot(r.values, precision, label="precision (PPV)", color=COLORS["val"])
+    ax.plot(r.values, recall, label="recall (sensitivity)", color=COLORS["test"])
+    ax.axvline(threshold, linestyle="--", color="grey", label=f"locked threshold {threshold:.3f} (max F1)")
+    ax.set_xlabel("threshold (positive when probability >= threshold)")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+
+
+def plot_confusion(probs: np.ndarray, labels: np.ndarray, threshold: float, path: Path) -> None:
+    c = confusion(probs, labels, threshold)
+    table = np.array([[c["tn"], c["fp"]], [c["fn"], c["tp"]]])
+    fig, ax = _axes(f"Test confusion matrix at threshold {threshold:.3f}", size=(4.6, 4.2))
+    ax.grid(False)
+    ax.imshow(table, cmap="Blues")
+    total = table.sum()
+    for (i, j), value in np.ndenumerate(table):
+        ax.text(j, i, f"{int(value)}\n({100 * value / total:.1f}%)", ha="center", va="center",
+                color="white" if value > table.max() / 2 else "black")
+    ax.set_xticks([0, 1], ["no pneumonia", "pneumonia"])
+    ax.set_yticks([0, 1], ["no pneumonia", "pneumonia"])
+    ax.set_xlabel("device decision")
+    ax.set_ylabel("reference label")
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+
+
+def calibration_table(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> list[dict]:
+    """Equal-width bins: count, mean predicted probability, observed frequency."""
+    edges = np.linspace(0, 1, bins + 1)
+    index = np.clip(np.digitize(probs, edges[1:-1]), 0, bins - 1)
+    rows = []
+    for b in range(bins):
+        mask = index == b
+        if mask.any():
+            rows.append({"bin": [float(edges[b]), float(edges[b + 1])], "n": int(mask.sum()),
+                         "mean_predicted": float(probs[mask].mean()), "observed": float(labels[mask].mean())})
+    return rows
+
+
+def plot_calibration(tables: dict, path: Path) -> None:
+    fig, ax = _axes("Calibration (reliability)")
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
+    for name, rows in tables.items():
+        ax.plot([r["mean_predicted"] for r in rows], [r["observed"] for r in rows], "o-", color=COLORS[name],
+                label=f"{NAMES[name]} (10 equal-width bins)")
+    ax.set_xlabel("mean predicted probability")
+    ax.set_ylabel("observed frequency of pneumonia")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+
+
+def copy_training_curves(model_dir: Path, out: Path) -> bool:
+    source = model_dir / "training_curves.png"
+    if source.is_file():
+        shutil.copyfile(source, out / FIGURES["training"])
+        return True
+    return False
