@@ -11,7 +11,7 @@ from cxr_device.cli import main
 
 from .conftest import NIH_HEADER_2020, shared
 
-COMMANDS = ["synth", "cohort", "eda", "demo", "cache", "train", "check-dicom"]
+COMMANDS = ["synth", "cohort", "eda", "demo", "cache", "train", "check-dicom", "evaluate", "predict"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

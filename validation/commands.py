@@ -72,7 +72,7 @@ def _check_dicom(args: argparse.Namespace) -> int:
 def evaluate_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate", formatter_class=argparse.RawDescriptionHelpFormatter,
-        help="assess a trained run: F1 threshold, metrics with 95% CIs, subgroups, figures, locked bundle",
+        help="assess a trained run: F1 threshold, metrics with 95%% CIs, subgroups, figures, locked bundle",
         description="Predict the validation and test splits of a trained run; choose the threshold on validation\n"
         "only (maximum F1, ties toward the higher threshold) and apply it unchanged to test; bootstrap\n"
         "patients for 95% intervals; report Youden's J and a target-sensitivity threshold beside it;\n"
