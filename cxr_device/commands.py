@@ -1,4 +1,4 @@
-"""Subcommands of ``cxr-device`` that live in ``cxr_device``: synth, cohort, eda, demo.
+"""Subcommands of ``cxr-device`` that live in ``cxr_device``: synth, cohort, eda, cache, train.
 
 Each ``*_command`` adds its subparser and a handler; handlers turn arguments into settings,
 call the library, and print a short report. No pipeline logic lives here.
@@ -12,7 +12,6 @@ from pathlib import Path
 
 from .cli import EXIT_BAD_INPUT, EXIT_OK
 from .cohort import CohortSettings, build_cohort, write_cohort
-from .demo import STEPS_AVAILABLE, STEPS_PENDING, run_demo
 from .eda import EDA_JSON, run_eda
 from .filters import Filters
 from .synth import SynthSettings, generate
@@ -179,41 +178,6 @@ def _eda(args: argparse.Namespace) -> int:
     if report["n_unreadable"]:
         return _bad_input("eda", f"{report['n_unreadable']} sampled image(s) could not be read",
                           report["pixel_intensity"]["unreadable"], args.out / EDA_JSON)
-    return EXIT_OK
-
-
-# --- demo ----------------------------------------------------------------------------------
-def demo_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "demo", formatter_class=_FORMATTER, help="run everything that exists on built-in synthetic data",
-        description="The first thing to run on a fresh install. Generates a synthetic NIH-format dataset\n"
-        "(phantoms, not patients) and runs the pipeline on it. Today that is: synth -> cohort -> eda ->\n"
-        "train (a small CNN at 64 px on the CPU). Evaluation, the locked model bundle and the submission\n"
-        "documents are not built yet and will join the demo when they are. A re-run replaces the\n"
-        "previous demo's outputs.",
-    )
-    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo)")
-    p.add_argument("--n-patients", type=int, default=120, help="synthetic patients (default 120)")
-    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(handler=_demo)
-
-
-def _demo(args: argparse.Namespace) -> int:
-    result = run_demo(args.out, args.n_patients, args.seed, progress=_progress(args))
-    s = result.cohort.summary
-    print(f"cxr-device demo on SYNTHETIC data (phantoms, not patients) in {args.out}")
-    print(f"  ran: {' -> '.join(STEPS_AVAILABLE)}   (not built yet: {', '.join(STEPS_PENDING)})")
-    print(f"  data     {result.metadata}")
-    print(f"  cohort   {result.cohort_dir / 'cohort.csv'}: {s['n_images']} images, {s['n_patients']} patients, "
-          f"{s['n_positive']} pneumonia; " + ", ".join(f"{k} {v['n_images']}" for k, v in s["splits"].items()))
-    print(f"  summary  {result.cohort_dir / 'summary.json'}")
-    print(f"  eda      {result.eda_dir / EDA_JSON} and {len(result.eda['figures'])} figures in {result.eda_dir}")
-    h = result.training.history
-    best = h[h["epoch"] == result.training.best_epoch].iloc[0]
-    print(f"  model    {result.training.model_dir}: small CNN, {len(h)} epochs on the CPU, "
-          f"validation AUROC {best['val_auroc']:.3f} (phantoms: easy on purpose)")
-    print("next: cxr-device cohort --help   |   cxr-device train --help   |   cxr-device check-dicom --help")
     return EXIT_OK
 
 

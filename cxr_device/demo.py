@@ -1,7 +1,7 @@
-"""The built-in demo: synthetic NIH-format data through every step that exists so far.
-
-Today that is synth -> cohort -> EDA -> train (a small CNN at 64 px, on the CPU, in seconds).
-Evaluation, the locked bundle and the submission documents join the demo as they are built.
+"""The built-in demo, device-side steps: synthetic NIH-format data -> cohort -> EDA -> train
+(a small CNN at 64 px, on the CPU, in seconds), plus a few synthetic DICOMs to try
+``check-dicom`` and ``predict`` on. The ``demo`` command (in ``validation``) adds evaluation and
+the locked bundle on top of :func:`run_demo`.
 """
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ from .cohort import Cohort, CohortSettings, build_cohort, write_cohort
 from .eda import run_eda
 from .synth import SynthSettings, generate
 
-STEPS_AVAILABLE = ("synth", "cohort", "eda", "train")
-STEPS_PENDING = ("evaluate", "bundle", "submission")
 #: Small enough for a 2-core CPU in seconds; the phantoms' opacity is learnable at 64 px.
 DEMO_TRAINING = {"model.arch": "small_cnn", "image_size": 64, "epochs": 3, "batch_size": 32, "lr": 1e-3,
                  "device": "cpu", "workers": 0}
@@ -31,6 +29,7 @@ class DemoResult:
     cohort: Cohort
     eda: dict
     training: object  # cxr_device.training.TrainResult
+    dicoms: dict[str, Path]
 
 
 def run_demo(out_dir: str | Path, n_patients: int = 120, seed: int = 0, progress: bool = True) -> DemoResult:
@@ -47,4 +46,27 @@ def run_demo(out_dir: str | Path, n_patients: int = 120, seed: int = 0, progress
     config = TrainConfig().with_overrides(**DEMO_TRAINING, seed=seed)
     shutil.rmtree(out / "model", ignore_errors=True)  # a demo re-run retrains on its (new) cohort
     training = train(cohort_dir, out, config, progress=progress)
-    return DemoResult(out / "data", metadata, cohort_dir, out / "eda", cohort, eda, training)
+    dicoms = write_demo_dicoms(out / "dicom", seed)
+    return DemoResult(out / "data", metadata, cohort_dir, out / "eda", cohort, eda, training, dicoms)
+
+
+def write_demo_dicoms(folder: Path, seed: int = 0) -> dict[str, Path]:
+    """Synthetic DICOMs for trying the QA and inference commands: two acceptable chest
+    radiographs and two that the default rules must refuse."""
+    import numpy as np
+
+    from .synth import phantom
+    from .synth_dicom import write_synthetic_dicom
+
+    def image(positive: bool, ap: bool, k: int) -> np.ndarray:
+        return phantom(512, positive, ap, np.random.default_rng([seed, 9999, k]))
+
+    return {
+        "pa_chest_opacity": write_synthetic_dicom(folder / "pa_chest_opacity.dcm", image(True, False, 1), seed),
+        "ap_chest_clear": write_synthetic_dicom(folder / "ap_chest_clear.dcm", image(False, True, 2), seed,
+                                                ViewPosition="AP"),
+        "lateral_chest": write_synthetic_dicom(folder / "lateral_chest.dcm", image(False, False, 3), seed,
+                                               ViewPosition="LL"),
+        "ct_head": write_synthetic_dicom(folder / "ct_head.dcm", image(False, False, 4), seed, Modality="CT",
+                                         BodyPartExamined="HEAD", SOPClassUID="1.2.840.10008.5.1.4.1.1.2"),
+    }

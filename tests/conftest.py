@@ -66,3 +66,26 @@ def pydicom_test_file(name: str) -> Path:
     if path is None:
         pytest.skip(f"pydicom does not ship {name} in this version")
     return Path(path)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A small trained and evaluated run (synthetic data, small_cnn at 32 px): RUN with
+    cohort/, model/, evaluation/ and bundle/. Copy it before changing anything in it."""
+    from cxr_device.cohort import CohortSettings, build_cohort, write_cohort
+    from cxr_device.models import ModelSpec
+    from cxr_device.synth import SynthSettings, generate
+    from cxr_device.train_config import TrainConfig
+    from cxr_device.training import train
+    from validation.evaluation import evaluate_run
+
+    root = tmp_path_factory.mktemp("trained")
+    csv_path = generate(root / "data", SynthSettings(n_patients=60, seed=11, image_size=64, prevalence=0.3),
+                        progress=False)
+    run = root / "run"
+    write_cohort(build_cohort(CohortSettings(metadata=str(csv_path), images=(str(root / "data"),), seed=2,
+                                             val_fraction=0.25, test_fraction=0.25)), run / "cohort")
+    config = TrainConfig(model=ModelSpec(arch="small_cnn"), image_size=32, epochs=3, batch_size=16, lr=2e-3, workers=0)
+    train(run / "cohort", run, config, progress=False)
+    evaluate_run(run, n_bootstrap=200, progress=False)
+    return run

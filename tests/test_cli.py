@@ -57,13 +57,17 @@ def test_bad_rows_write_the_cohort_and_exit_1(tmp_path, capsys):
     assert summary["n_images"] == 20 and summary["n_invalid"] == 1
 
 
-def test_demo_runs_synth_cohort_eda_train(tmp_path, capsys):
+def test_demo_runs_every_step_and_its_dicoms_work(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo"), "--n-patients", "20", "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "SYNTHETIC" in out and "not built yet" in out and "validation AUROC" in out
+    assert "SYNTHETIC" in out and "not built yet" in out and "test AUROC" in out
     assert (tmp_path / "demo" / "cohort" / "cohort.csv").is_file()
     assert (tmp_path / "demo" / "eda" / "eda.json").is_file()
     assert (tmp_path / "demo" / "model" / "history.csv").is_file()
+    assert (tmp_path / "demo" / "bundle" / "device.json").is_file()
+    assert main(["check-dicom", str(tmp_path / "demo" / "dicom"), "--quiet"]) == 1  # lateral and CT fail
+    checked = capsys.readouterr().out
+    assert "2 pass, 2 fail" in checked and "'LL'" in checked and "'CT'" in checked
 
 
 def test_cohort_then_eda_on_real_images(tmp_path, capsys):

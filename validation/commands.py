@@ -160,3 +160,53 @@ def _predict(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(report)
     return 0 if all(r.status == ACCEPTED for r in results) else 1
+
+
+# --- demo ----------------------------------------------------------------------------------
+DEMO_STEPS = ("synth", "cohort", "eda", "train", "evaluate", "bundle")
+DEMO_PENDING = ("submission documents",)
+
+
+def demo_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo", formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="run everything that exists on built-in synthetic data",
+        description="The first thing to run on a fresh install. Generates a synthetic NIH-format dataset\n"
+        "(phantoms, not patients) and runs the pipeline on it on the CPU: synth -> cohort -> eda -> train\n"
+        "(small CNN, 64 px) -> evaluate -> locked bundle, and writes a few synthetic DICOMs to try\n"
+        "check-dicom and predict on. The submission documents are not built yet. A re-run replaces the\n"
+        "previous demo's outputs.",
+    )
+    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo)")
+    p.add_argument("--n-patients", type=int, default=120, help="synthetic patients (default 120)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from cxr_device.demo import run_demo
+
+    from .evaluation import evaluate_run
+
+    progress = not args.quiet and sys.stderr.isatty()
+    result = run_demo(args.out, args.n_patients, args.seed, progress=progress)
+    metrics = evaluate_run(args.out, n_bootstrap=500, seed=args.seed, progress=progress)
+    s = result.cohort.summary
+    test = metrics["splits"]["test"]
+    print(f"cxr-device demo on SYNTHETIC data (phantoms, not patients) in {args.out}")
+    print(f"  ran: {' -> '.join(DEMO_STEPS)}   (not built yet: {', '.join(DEMO_PENDING)})")
+    print(f"  data     {result.metadata}")
+    print(f"  cohort   {result.cohort_dir / 'cohort.csv'}: {s['n_images']} images, {s['n_patients']} patients, "
+          f"{s['n_positive']} pneumonia; " + ", ".join(f"{k} {v['n_images']}" for k, v in s["splits"].items()))
+    print(f"  eda      {result.eda_dir} ({len(result.eda['figures'])} figures)")
+    print(f"  model    {result.training.model_dir} (small CNN, {len(result.training.history)} epochs on the CPU)")
+    print(f"  evaluate {args.out / 'evaluation'}: threshold {metrics['threshold']['value']:.3f} (max F1 on "
+          f"validation); test AUROC {_ci(test['auroc'])}, sensitivity {_ci(test['sensitivity'])}, "
+          f"specificity {_ci(test['specificity'])} (phantoms: easy on purpose)")
+    print(f"  bundle   {args.out / 'bundle'} (locked: every file hashed)")
+    dicoms = " ".join(str(p) for p in result.dicoms.values())
+    print("try:")
+    print(f"  cxr-device check-dicom {args.out / 'dicom'}")
+    print(f"  cxr-device predict --bundle {args.out / 'bundle'} {dicoms} --heatmap {args.out / 'heatmaps'}")
+    return 0

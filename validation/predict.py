@@ -44,11 +44,28 @@ class Prediction:
     phi: dict = field(default_factory=dict)
 
 
+class DevicePipeline:
+    """A verified bundle with its input rules parsed and its model ready: build once, reuse
+    for every file (what a service keeps in memory)."""
+
+    def __init__(self, bundle: Bundle):
+        self.bundle = bundle
+        self.rules = load_rules(bundle.rules_path)
+        self.predictor = Predictor(bundle)
+
+    def run(self, paths: list[Path], allow_non_dicom: bool = False, heatmap_dir: Path | None = None,
+            show_phi: bool = False, batch_size: int = 16) -> list[Prediction]:
+        """Check, score and explain every file; one :class:`Prediction` per input, in order."""
+        return _run(self.rules, self.predictor, paths, allow_non_dicom, heatmap_dir, show_phi, batch_size)
+
+
 def predict_files(paths: list[Path], bundle: Bundle, allow_non_dicom: bool = False, heatmap_dir: Path | None = None,
                   show_phi: bool = False, batch_size: int = 16) -> list[Prediction]:
-    """Check, score and explain every file; returns one :class:`Prediction` per input, in order."""
-    rules = load_rules(bundle.rules_path)
-    predictor = Predictor(bundle)
+    """One-off convenience: :class:`DevicePipeline` built for this call."""
+    return DevicePipeline(bundle).run(paths, allow_non_dicom, heatmap_dir, show_phi, batch_size)
+
+
+def _run(rules, predictor: Predictor, paths, allow_non_dicom, heatmap_dir, show_phi, batch_size) -> list[Prediction]:
     results: list[Prediction] = []
     ready: list[tuple[Prediction, torch.Tensor, np.ndarray]] = []
     for path in paths:

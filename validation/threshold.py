@@ -29,20 +29,26 @@ def _candidates(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.n
     return r.values, tps, fps, float(tps[-1]), float(fps[-1])
 
 
+def _first_max(scores: np.ndarray) -> int:
+    """Index of the first maximum, treating values within 1e-12 as equal: candidates are in
+    descending threshold order, so this is the tie-break toward the higher threshold (and
+    2/3 computed two ways must tie even when the floats differ in the last bit)."""
+    return int(np.flatnonzero(scores >= np.nanmax(scores) - 1e-12)[0])
+
+
 def max_f1_threshold(probs: np.ndarray, labels: np.ndarray) -> float:
     """The validation threshold of maximum F1 (ties -> higher threshold)."""
     values, tps, fps, positives, _ = _candidates(probs, labels)
     if positives == 0:
         raise ValueError("the validation split has no positive image: F1 is undefined")
-    f1 = 2 * tps / (tps + fps + positives)
-    return float(values[int(np.argmax(f1))])  # argmax takes the first maximum = the highest threshold
+    return float(values[_first_max(2 * tps / (tps + fps + positives))])
 
 
 def youden_threshold(probs: np.ndarray, labels: np.ndarray) -> float:
     values, tps, fps, positives, negatives = _candidates(probs, labels)
     if positives == 0 or negatives == 0:
         raise ValueError("Youden's J needs both classes in the validation split")
-    return float(values[int(np.argmax(tps / positives - fps / negatives))])
+    return float(values[_first_max(tps / positives - fps / negatives)])
 
 
 def sensitivity_threshold(probs: np.ndarray, labels: np.ndarray, target: float) -> float:

@@ -1,0 +1,59 @@
+"""evaluate end to end: metrics.json contract, figures, locked threshold independent of test labels."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from cxr_device.errors import CxrDeviceError
+from validation.evaluation import evaluate_run
+from validation.figures import FIGURES
+
+
+def test_metrics_predictions_figures(trained_run):
+    out = trained_run / "evaluation"
+    metrics = json.loads((out / "metrics.json").read_text())
+    predictions = pd.read_csv(out / "predictions.csv")
+    cohort = pd.read_csv(trained_run / "cohort" / "cohort.csv")
+    assert len(predictions) == cohort["split"].isin(["val", "test"]).sum()
+    assert list(predictions.columns) == ["image_id", "patient_id", "probability", "label", "split", "age_years",
+                                         "sex", "view"]
+    assert predictions["probability"].between(0, 1).all()
+    for split in ("val", "test"):
+        s = metrics["splits"][split]
+        for name in ("auroc", "average_precision", "f1", "sensitivity", "specificity", "ppv", "npv", "accuracy",
+                     "brier"):
+            assert set(s[name]) == {"value", "ci95", "n_undefined"}
+        assert sum(s["confusion"].values()) == s["n_images"]
+    rules = [p["rule"] for p in metrics["operating_points"]]
+    assert rules == ["max_f1", "youden", "sensitivity>=0.9"]
+    assert [p["locked"] for p in metrics["operating_points"]] == [True, False, False]
+    assert metrics["bootstrap"]["unit"] == "patient" and metrics["synthetic"] is True
+    groups = {(r["group"], r["level"]) for r in metrics["subgroups"]["test"]}
+    assert ("sex", "M") in groups and all(isinstance(r["unstable"], bool) for r in metrics["subgroups"]["test"])
+    assert set(metrics["figures"]) == set(FIGURES)
+    for name in FIGURES.values():
+        assert (out / name).stat().st_size > 5_000
+
+
+def test_threshold_never_depends_on_test_labels(trained_run, tmp_path):
+    run = shutil.copytree(trained_run, tmp_path / "run", ignore=shutil.ignore_patterns("cache"))
+    summary = json.loads((run / "model" / "train_summary.json").read_text())
+    summary["cohort"]["dir"] = str(run / "cohort")
+    (run / "model" / "train_summary.json").write_text(json.dumps(summary))
+    before = json.loads((trained_run / "evaluation" / "metrics.json").read_text())
+    cohort = pd.read_csv(run / "cohort" / "cohort.csv")
+    test = cohort["split"] == "test"
+    cohort.loc[test, "pneumonia"] = 1 - cohort.loc[test, "pneumonia"]  # every test label flipped
+    cohort.to_csv(run / "cohort" / "cohort.csv", index=False)
+    after = evaluate_run(run, n_bootstrap=200, progress=False)
+    assert after["threshold"]["value"] == before["threshold"]["value"]
+    assert after["splits"]["val"]["f1"]["value"] == before["splits"]["val"]["f1"]["value"]
+    assert after["splits"]["test"]["auroc"]["value"] == pytest.approx(1 - before["splits"]["test"]["auroc"]["value"])
+
+
+def test_missing_model_names_the_file_and_the_command(tmp_path):
+    with pytest.raises(CxrDeviceError, match="best.pt: not found; train first"):
+        evaluate_run(tmp_path, progress=False)
