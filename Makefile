@@ -24,6 +24,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_cohort.py
 	$(BIN)/python bench/bench_check_dicom.py
+	$(BIN)/python bench/bench_predict.py
+	$(BIN)/python bench/train_throughput.py --archs densenet121,resnet18 --batch-size 16 --steps 12
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info .pytest_cache .hypothesis

@@ -100,13 +100,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     m = evaluate_run(args.run, args.bootstrap, args.seed, args.target_sensitivity, args.rules,
                      progress=not args.quiet and sys.stderr.isatty())
     t = m["threshold"]
-    print(f"threshold {t['value']:.4f} ({t['description']}): validation F1 {t['validation']['f1']:.3f}, "
+    print(f"threshold {t['value']:.6g} ({t['description']}): validation F1 {t['validation']['f1']:.3f}, "
           f"precision {t['validation']['precision']:.3f}, recall {t['validation']['recall']:.3f}")
     for name, s in m["splits"].items():
         line = ", ".join(f"{k} {_ci(s[k])}" for k in ("auroc", "sensitivity", "specificity", "f1"))
         print(f"  {name:<4} ({s['n_images']} images, {s['n_positive']} positive): {line}")
     unstable = sum(r["unstable"] for r in m["subgroups"]["test"])
-    print(f"  subgroups: {len(m['subgroups']['test'])} on test ({unstable} flagged unstable: < 10 per class)")
+    print(f"  subgroups: {m['subgroups']['note']}" if m["subgroups"]["note"] else
+          f"  subgroups: {len(m['subgroups']['test'])} on test ({unstable} flagged unstable: < 10 per class)")
     print(f"wrote {args.run / 'evaluation'} and locked {args.run / 'bundle'}")
     return 0
 

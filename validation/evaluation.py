@@ -76,10 +76,12 @@ def evaluate_run(run_dir: str | Path, n_bootstrap: int = 2000, seed: int = 0, ta
         for rule, t in thresholds.items()
     ]
     val_at_threshold = from_confusion(confusion(*arrays["val"], threshold))
+    subgroups = subgroup_table(test, threshold, n_bootstrap, seed)
     is_nih = cohort_summary.get("dataset") == "nih"
     out = run / "evaluation"
     out.mkdir(parents=True, exist_ok=True)
-    predictions.to_csv(out / "predictions.csv", index=False, lineterminator="\n", float_format="%.8f")
+    predictions.to_csv(out / "predictions.csv", index=False, lineterminator="\n")  # full precision: decisions
+    # at the threshold must be reproducible from this file
     figures = _figures(out, arrays, splits, roc_band, threshold, val_at_threshold["f1"], is_nih, run / "model")
     metrics = {
         "threshold": {"value": threshold, "rule": MAX_F1, "description": RULE_TEXT[MAX_F1],
@@ -87,7 +89,8 @@ def evaluate_run(run_dir: str | Path, n_bootstrap: int = 2000, seed: int = 0, ta
                                      "recall": val_at_threshold["sensitivity"]}},
         "operating_points": operating_points,
         "splits": splits,
-        "subgroups": {"test": subgroup_table(test, threshold, n_bootstrap, seed)},
+        "subgroups": {"test": subgroups,
+                      "note": None if subgroups else "the dataset records no age, sex or view position"},
         "bootstrap": {"n": n_bootstrap, "seed": seed, "unit": "patient", "interval": "percentile 95%"},
         "reference": {"radiologist_f1": fig.RADIOLOGIST_F1,
                       "source": "CheXNet reader study (Rajpurkar et al., 2017), NIH ChestX-ray14 pneumonia"}

@@ -78,7 +78,7 @@ def plot_pr(splits: dict, threshold: float, chosen_f1: float, path: Path, radiol
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("recall (sensitivity)")
     ax.set_ylabel("precision (PPV)")
-    ax.legend(loc="upper right", fontsize=7)
+    ax.legend(loc="lower left", fontsize=7)
     fig.savefig(path, dpi=120, bbox_inches="tight")
 
 
