@@ -99,7 +99,3 @@ class ExclusionLog:
     def n_invalid(self) -> int:
         """Rows excluded because the input was wrong (not because of the user's settings)."""
         return sum(n for reason, n in self.counts().items() if reason in INVALID_REASONS)
-
-    def extend(self, other: "ExclusionLog") -> None:
-        """Append another log's records after this one's."""
-        self._parts.extend(other._parts)

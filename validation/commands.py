@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from cxr_device.dicom_pixels import DEFAULT_MAX_PIXELS
+from cxr_device.errors import CxrDeviceError
 
 from .dicom_check import PASS, check_paths, collect_paths
 from .dicom_report import FORMATS, render, summary_line
@@ -47,24 +48,32 @@ def check_dicom_command(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_check_dicom)
 
 
+def _input_files(inputs: list[str]) -> list[Path]:
+    """Files named or found under folders; none at all is a usage error (exit 2)."""
+    paths = collect_paths(inputs)
+    if not paths:
+        raise CxrDeviceError(f"no files found in {' '.join(inputs)}")
+    return paths
+
+
+def _emit(report: str, out: Path | None, summary: str, table: bool) -> None:
+    """The report to --out (summary to stderr) or to stdout (summary to stderr unless a table has it)."""
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(report)
+        print(f"{summary} -> {out}", file=sys.stderr)
+        return
+    sys.stdout.write(report)
+    if not table:
+        print(summary, file=sys.stderr)
+
+
 def _check_dicom(args: argparse.Namespace) -> int:
     rules = load_rules(args.rules)
-    paths = collect_paths(args.paths)
-    if not paths:
-        print(f"cxr-device check-dicom: error: no files found in {' '.join(args.paths)}", file=sys.stderr)
-        return 2
-    progress = not args.quiet and sys.stderr.isatty()
+    paths = _input_files(args.paths)
     results = check_paths(paths, rules, workers=args.workers, decode=args.decode, show_phi=args.show_phi,
-                          progress=progress, max_pixels=args.max_pixels)
-    report = render(results, rules, args.format)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report)
-        print(f"{summary_line(results)} -> {args.out}", file=sys.stderr)
-    else:
-        sys.stdout.write(report)
-        if args.format != "table":
-            print(summary_line(results), file=sys.stderr)
+                          progress=not args.quiet and sys.stderr.isatty(), max_pixels=args.max_pixels)
+    _emit(render(results, rules, args.format), args.out, summary_line(results), args.format == "table")
     return 0 if all(r.status == PASS for r in results) else 1
 
 
@@ -147,19 +156,11 @@ def _predict(args: argparse.Namespace) -> int:
     from .predict import ACCEPTED, predict_files, render, summary
 
     bundle = load_bundle(args.bundle)
-    paths = collect_paths(args.paths)
-    if not paths:
-        print(f"cxr-device predict: error: no files found in {' '.join(args.paths)}", file=sys.stderr)
-        return 2
+    paths = _input_files(args.paths)
     results = predict_files(paths, bundle, args.allow_non_dicom, args.heatmap, args.show_phi)
-    report = render(results, args.format)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report)
-        s = summary(results)
-        print(f"{s['files']} file(s): {s[ACCEPTED]} accepted -> {args.out}", file=sys.stderr)
-    else:
-        sys.stdout.write(report)
+    s = summary(results)
+    line = f"{s['files']} file(s): {s[ACCEPTED]} accepted, {s['refused']} refused, {s['unreadable']} unreadable"
+    _emit(render(results, args.format), args.out, line, args.format == "table")
     return 0 if all(r.status == ACCEPTED for r in results) else 1
 
 
