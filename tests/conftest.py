@@ -89,3 +89,12 @@ def trained_run(tmp_path_factory):
     train(run / "cohort", run, config, progress=False)
     evaluate_run(run, n_bootstrap=200, progress=False)
     return run
+
+
+def pytest_collection_modifyitems(items):
+    """Copy each test's requirement marker(s) into the JUnit report as properties, so that
+    `cxr-device trace` can build the traceability matrix from the report alone."""
+    for item in items:
+        for marker in item.iter_markers("requirement"):
+            for rid in marker.args:
+                item.user_properties.append(("requirement", rid))

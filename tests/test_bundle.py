@@ -43,6 +43,7 @@ def _flip_byte(path, offset):
     (lambda d: (d / "device.json").write_text("{not json"), "not valid JSON"),
     (lambda d: (d / "device.json").unlink(), "cxr-device evaluate"),
 ])
+@pytest.mark.requirement("REQ-BUNDLE-001")
 def test_damaged_bundles_are_refused(bundle_dir, damage, words):
     damage(bundle_dir)
     with pytest.raises(BundleError, match=words):

@@ -64,6 +64,7 @@ def test_json_csv_junit_reports(mixed_folder):
     assert table.rstrip().endswith("checked 7 files: 2 pass, 3 fail, 2 unreadable (0 warnings)")
 
 
+@pytest.mark.requirement("REQ-DICOM-003")
 @pytest.mark.parametrize("fmt", ["table", "json", "csv", "junit"])
 def test_no_phi_unless_asked(make_dicom, fmt):
     results = check_paths([make_dicom(Modality="CT")], RULES)

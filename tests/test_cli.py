@@ -44,6 +44,7 @@ def test_missing_columns_exit_2_naming_them(tmp_path, capsys):
     assert "'Patient Age'" in capsys.readouterr().err
 
 
+@pytest.mark.requirement("REQ-COHORT-002")
 def test_bad_rows_write_the_cohort_and_exit_1(tmp_path, capsys):
     meta = tmp_path / "m.csv"
     good = [f"{p:08d}_000.png,{'Pneumonia' if p % 3 == 0 else 'No Finding'},0,{p},{20 + p},M,PA,1,1,0.1,0.1"

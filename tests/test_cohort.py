@@ -20,6 +20,7 @@ def _settings(synth_dataset, **kw):
     return CohortSettings(metadata=str(csv_path), images=(str(root),), **kw)
 
 
+@pytest.mark.requirement("REQ-COHORT-003")
 def test_same_inputs_and_seed_give_byte_identical_outputs(synth_dataset, tmp_path):
     a = write_cohort(build_cohort(_settings(synth_dataset, seed=5)), tmp_path / "a")
     b = write_cohort(build_cohort(_settings(synth_dataset, seed=5)), tmp_path / "b")
@@ -29,6 +30,7 @@ def test_same_inputs_and_seed_give_byte_identical_outputs(synth_dataset, tmp_pat
     assert (a / "cohort.csv").read_bytes() != (c / "cohort.csv").read_bytes()
 
 
+@pytest.mark.requirement("REQ-COHORT-001")
 def test_summary_contract(synth_dataset, tmp_path):
     cohort = build_cohort(_settings(synth_dataset, filters=Filters(min_age=18, views=("PA", "AP"))))
     out = write_cohort(cohort, tmp_path)
@@ -52,6 +54,7 @@ def test_summary_contract(synth_dataset, tmp_path):
     assert summary["exclusions"] == {ex.AGE_BELOW_MIN: len(excluded)} and len(excluded) > 0
 
 
+@pytest.mark.requirement("REQ-COHORT-002")
 def test_every_input_row_is_in_the_cohort_or_excluded(synth_dataset, tmp_path):
     csv_path, root = synth_dataset
     bad = tmp_path / "meta.csv"

@@ -14,6 +14,7 @@ from .conftest import shared
 RG1 = ["RG1_UNCR.dcm", "RG1_J2KR.dcm", "RG1_J2KI.dcm", "RG1_UNCI.dcm"]
 
 
+@pytest.mark.requirement("REQ-PIX-001")
 def test_all_four_real_encodings_give_the_same_image():
     images = {name: load_image(shared("dicom", name)) for name in RG1}
     reference = images["RG1_UNCR.dcm"]
@@ -24,6 +25,7 @@ def test_all_four_real_encodings_give_the_same_image():
     assert lossy.mean() < 0.003 and lossy.max() < 0.05  # ~0.2 % of the range on average
 
 
+@pytest.mark.requirement("REQ-PIX-001")
 def test_real_monochrome1_is_inverted_so_bone_is_bright():
     mono2 = load_image(shared("dicom", "siim_cr_chest_pa_jpeg_baseline.dcm"))  # JPEG baseline
     mono1 = load_image(shared("dicom", "siim_cr_chest_pa_relabelled_monochrome1.dcm"))
@@ -41,6 +43,7 @@ def test_bits_stored_sets_the_scale(make_dicom):
     np.testing.assert_allclose(image16[0], pixels[0] / 65535, atol=1e-6)
 
 
+@pytest.mark.requirement("REQ-PIX-001")
 def test_monochrome1_synthetic(make_dicom):
     pixels = np.array([[0, 100, 255]] * 3, np.uint8)
     np.testing.assert_allclose(load_image(make_dicom("m1.dcm", pixels, photometric="MONOCHROME1"))[0],
@@ -71,6 +74,7 @@ def test_voi_lut_sequence_is_applied(make_dicom):
     np.testing.assert_allclose(image[0], [1.0, 127 / 255, 0.0], atol=1e-6)
 
 
+@pytest.mark.requirement("REQ-PIX-002")
 def test_multiframe_and_rgb_refused_with_clear_messages(make_dicom):
     frames = make_dicom("mf.dcm", np.zeros((2, 8, 8), np.uint8), NumberOfFrames=2)
     with pytest.raises(ImageReadError, match="2 frames"):
@@ -80,6 +84,7 @@ def test_multiframe_and_rgb_refused_with_clear_messages(make_dicom):
         load_image(rgb)
 
 
+@pytest.mark.requirement("REQ-PIX-002")
 def test_huge_declared_size_refused_before_decoding(make_dicom):
     bomb = make_dicom("bomb.dcm", np.zeros((8, 8), np.uint8), Rows=60000, Columns=60000)
     with pytest.raises(DicomReadError, match="refused before decoding"):

@@ -37,6 +37,7 @@ def test_valid_synthetic_chest_passes_clean(make_dicom):
     ({"PatientAge": "097Y"}, "patient-age", "097Y", "1 to 95 years"),
     ({"SOPClassUID": "1.2.840.10008.5.1.4.1.1.2"}, "sop-class", "1.2.840.10008.5.1.4.1.1.2", "1.2.840"),
 ])
+@pytest.mark.requirement("REQ-DICOM-001")
 def test_rejections_say_what_was_found_and_what_was_expected(make_dicom, header, rule, found, expected_words):
     status, findings = _findings(make_dicom, **header)
     assert status == FAIL
@@ -45,6 +46,7 @@ def test_rejections_say_what_was_found_and_what_was_expected(make_dicom, header,
     assert f"'{found}'" in finding.message and expected_words in finding.message
 
 
+@pytest.mark.requirement("REQ-DICOM-002")
 def test_missing_attributes_are_named_findings(make_dicom):
     status, findings = _findings(make_dicom, BodyPartExamined=None, ViewPosition=None, Modality=None)
     assert status == FAIL
@@ -100,6 +102,7 @@ def test_real_files(tmp_path):
     assert jpeg.status == PASS and [f.rule for f in jpeg.warnings] == ["sop-class-secondary-capture"]
 
 
+@pytest.mark.requirement("REQ-DICOM-001")
 @pytest.mark.parametrize("name, modality", [("CT_small.dcm", "CT"), ("MR_small.dcm", "MR")])
 def test_pydicom_negatives_are_rejected(name, modality):
     result = check_file(pydicom_test_file(name), RULES)
@@ -152,6 +155,7 @@ def test_bad_rules_files_are_refused_naming_the_rule(tmp_path, body, words):
     assert words in str(err.value) and "bad.yaml" in str(err.value)
 
 
+@pytest.mark.requirement("REQ-DICOM-003")
 def test_phi_values_hidden_unless_asked(tmp_path, make_dicom):
     path = tmp_path / "phi.yaml"
     path.write_text("rules:\n  - {id: name, attributes: [PatientName], allowed: [NOBODY]}\n")
@@ -173,6 +177,7 @@ header_values = st.fixed_dictionaries({
 })
 
 
+@pytest.mark.requirement("REQ-DICOM-002")
 @pytest.mark.filterwarnings("ignore:.*VR:UserWarning")  # pydicom warns about the junk we set on purpose
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(header_values)

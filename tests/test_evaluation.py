@@ -38,6 +38,7 @@ def test_metrics_predictions_figures(trained_run):
         assert (out / name).stat().st_size > 5_000
 
 
+@pytest.mark.requirement("REQ-EVAL-001")
 def test_threshold_never_depends_on_test_labels(trained_run, tmp_path):
     run = shutil.copytree(trained_run, tmp_path / "run", ignore=shutil.ignore_patterns("cache"))
     summary = json.loads((run / "model" / "train_summary.json").read_text())

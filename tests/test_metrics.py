@@ -17,6 +17,7 @@ PROBS = np.array([0.9, 0.8, 0.7, 0.6, 0.4, 0.2])
 LABELS = np.array([1, 1, 0, 1, 0, 0])
 
 
+@pytest.mark.requirement("REQ-EVAL-003")
 def test_hand_computed_case():
     m = all_metrics(PROBS, LABELS, threshold=0.65)  # positives called: 0.9, 0.8, 0.7
     assert m["sensitivity"] == pytest.approx(2 / 3) and m["specificity"] == pytest.approx(2 / 3)
@@ -44,6 +45,7 @@ scored = st.integers(2, 60).flatmap(lambda n: st.tuples(
     st.lists(st.integers(0, 3), min_size=n, max_size=n)))
 
 
+@pytest.mark.requirement("REQ-EVAL-003")
 @settings(max_examples=200, deadline=None)
 @given(scored)
 def test_weighted_auroc_and_ap_match_scikit_learn(data):
@@ -58,6 +60,7 @@ def test_weighted_auroc_and_ap_match_scikit_learn(data):
             average_precision_score(labels, probs, sample_weight=weights))
 
 
+@pytest.mark.requirement("REQ-EVAL-001")
 @settings(max_examples=200, deadline=None)
 @given(scored)
 def test_chosen_threshold_has_the_best_validation_f1(data):
@@ -73,6 +76,7 @@ def test_chosen_threshold_has_the_best_validation_f1(data):
             pytest.fail(f"threshold {t} reaches the same F1 but is higher than the chosen {chosen}")
 
 
+@pytest.mark.requirement("REQ-EVAL-001")
 def test_ties_go_to_the_higher_threshold():
     # t=0.8 -> TP 1, FP 0, FN 1: F1 2/3; t=0.6 -> TP 2, FP 2: F1 2/3. Same F1: keep 0.8.
     probs, labels = np.array([0.8, 0.6, 0.6, 0.6, 0.1]), np.array([1, 1, 0, 0, 0])
@@ -85,6 +89,7 @@ def test_youden_and_target_sensitivity():
     assert sensitivity_threshold(PROBS, LABELS, 0.5) == 0.8
 
 
+@pytest.mark.requirement("REQ-EVAL-002")
 def test_weights_are_constant_within_a_patient():
     codes = np.repeat(np.arange(10), 4)
     rng = np.random.default_rng(0)
@@ -94,6 +99,7 @@ def test_weights_are_constant_within_a_patient():
         assert w.sum() == 40  # as many patients drawn as there are
 
 
+@pytest.mark.requirement("REQ-EVAL-002")
 def test_bootstrap_resamples_patients_not_images():
     """Ten patients with 40 identical images each: the information is 10 patients, not 400
     images. Resampling images would give a sensitivity interval about 0.1 wide; patients, > 0.3."""

@@ -26,6 +26,7 @@ def test_every_architecture_trains_two_steps_with_finite_loss(arch):
 
 @pytest.mark.parametrize("arch, freeze", [("resnet18", "backbone"), ("densenet121", "denseblock2"),
                                           ("small_cnn", "conv2"), ("vgg16", "block5")])
+@pytest.mark.requirement("REQ-TRAIN-002")
 def test_freezing_really_freezes(arch, freeze):
     torch.manual_seed(0)
     model = build_model(ModelSpec(arch=arch, freeze=freeze))
@@ -64,6 +65,7 @@ def test_gray_input_equals_rgb_replication_through_the_first_conv():
                                atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.requirement("REQ-TRAIN-003")
 def test_imagenet_missing_fails_fast_saying_where(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(WeightsError) as err:

@@ -20,6 +20,7 @@ GOOD_2020 = NIH_HEADER_2020 + """
 """
 
 
+@pytest.mark.requirement("REQ-COHORT-004")
 def test_2020_layout_types_and_columns(write_csv):
     table = read_nih_metadata(write_csv(GOOD_2020))
     f = table.frame
@@ -37,6 +38,7 @@ def test_2020_layout_types_and_columns(write_csv):
     assert table.exclusions.counts() == {}
 
 
+@pytest.mark.requirement("REQ-COHORT-004")
 def test_2017_layout_unit_ages_implausible_ages_and_trailing_column(write_csv):
     text = NIH_HEADER_2020 + ",\n" + "\n".join([
         "00000001_000.png,Hernia,0,1,058Y,M,PA,2682,2749,0.143,0.143,",
@@ -59,6 +61,7 @@ def test_2017_layout_unit_ages_implausible_ages_and_trailing_column(write_csv):
     assert "unnamed" not in " ".join(table.frame.columns).lower()
 
 
+@pytest.mark.requirement("REQ-COHORT-004")
 def test_sample_release_renamed_columns_and_zero_padded_ids(write_csv):
     text = (
         "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
@@ -98,6 +101,7 @@ def test_missing_required_columns_error_names_them(write_csv):
         ("00000001_000.png,No Finding,0,1,40,M,PA,1,1,0.1,0.1", ex.DUPLICATE_IMAGE_ID, "line 2"),
     ],
 )
+@pytest.mark.requirement("REQ-COHORT-002")
 def test_each_bad_row_is_excluded_with_its_reason(write_csv, row, reason, words):
     table = read_nih_metadata(write_csv(GOOD_2020 + row + "\n"))
     assert len(table.frame) == 3, "the good rows survive"

@@ -25,6 +25,7 @@ def _chest(make_dicom, name, **header):
     return make_dicom(name, pixels, bits_stored=12, **header)
 
 
+@pytest.mark.requirement("REQ-PRED-001")
 def test_ct_and_lateral_are_refused_naming_the_attribute(bundle, make_dicom):
     results = predict_files([pydicom_test_file("CT_small.dcm"), _chest(make_dicom, "lat.dcm", ViewPosition="LL")],
                             bundle)

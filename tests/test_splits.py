@@ -37,6 +37,7 @@ def cohorts(draw):
 fractions = st.tuples(st.floats(0, 0.45), st.floats(0, 0.45))
 
 
+@pytest.mark.requirement("REQ-COHORT-001")
 @settings(max_examples=150, deadline=None)
 @given(cohorts(), fractions, st.integers(0, 2**32 - 1))
 def test_splits_partition_rows_and_no_patient_crosses(frame, fracs, seed):
@@ -70,6 +71,7 @@ def test_bad_fractions_are_refused(val, test):
         split_by_patient(frame["patient_id"], frame["pneumonia"], val, test, 0)
 
 
+@pytest.mark.requirement("REQ-COHORT-001")
 def test_proof_catches_a_crossing_patient():
     frame = pd.DataFrame({"patient_id": [1, 1, 2], "split": ["train", "test", "val"]})
     proof = split_proof(frame)
@@ -100,6 +102,7 @@ def test_official_lists_test_fixed_rest_split_by_patient_and_unlisted_excluded()
     assert split_proof(out)["patient_disjoint"]
 
 
+@pytest.mark.requirement("REQ-COHORT-001")
 def test_official_lists_that_leak_a_patient_are_refused():
     frame = _frame()
     test_ids = {"00000001_000.png"}

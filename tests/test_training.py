@@ -49,6 +49,7 @@ def test_outputs_of_a_run(cohort_dir, tmp_path):
     assert result.history["train_loss"].tolist() == pytest.approx(history["train_loss"].tolist())
 
 
+@pytest.mark.requirement("REQ-TRAIN-001")
 def test_same_seed_same_losses_other_seed_differs(cohort_dir, tmp_path):
     a = train(cohort_dir, tmp_path / "a", CONFIG, progress=False).history
     b = train(cohort_dir, tmp_path / "b", CONFIG, progress=False).history
@@ -57,6 +58,7 @@ def test_same_seed_same_losses_other_seed_differs(cohort_dir, tmp_path):
     assert a["train_loss"].iloc[0] != c["train_loss"].iloc[0]
 
 
+@pytest.mark.requirement("REQ-TRAIN-001")
 def test_resume_reproduces_the_uninterrupted_run(cohort_dir, tmp_path, monkeypatch):
     config = CONFIG.with_overrides(epochs=3)
     full = train(cohort_dir, tmp_path / "full", config, progress=False).history
