@@ -77,7 +77,7 @@ def evaluate_run(run_dir: str | Path, n_bootstrap: int = 2000, seed: int = 0, ta
     ]
     val_at_threshold = from_confusion(confusion(*arrays["val"], threshold))
     subgroups = subgroup_table(test, threshold, n_bootstrap, seed)
-    is_nih = cohort_summary.get("dataset") == "nih"
+    is_nih = cohort_summary.get("dataset") == "nih" and not cohort_summary.get("synthetic")
     out = run / "evaluation"
     out.mkdir(parents=True, exist_ok=True)
     predictions.to_csv(out / "predictions.csv", index=False, lineterminator="\n")  # full precision: decisions
