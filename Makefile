@@ -19,7 +19,8 @@ demo: $(STAMP)
 	$(BIN)/cxr-device demo --out $(DEMO_OUT)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	mkdir -p build
+	$(BIN)/python -m pytest --junitxml=build/junit.xml
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_cohort.py

@@ -1,4 +1,4 @@
-"""Subcommands of ``cxr-device`` that live in ``fda_submission``: submission, trace."""
+"""Subcommands of ``cxr-device`` that live in ``fda_submission``: submission, trace, demo."""
 from __future__ import annotations
 
 import argparse
@@ -76,3 +76,56 @@ def _trace(args: argparse.Namespace) -> int:
     print(f"{len(rows)} requirements: " + ", ".join(f"{s} {statuses.count(s)}" for s in sorted(set(statuses))),
           file=sys.stderr)
     return 0 if all(s == "verified" for s in statuses) else 1
+
+
+# --- demo ----------------------------------------------------------------------------------
+DEMO_STEPS = ("synth", "cohort", "eda", "train", "evaluate", "bundle", "submission")
+
+
+def demo_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo", formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="run the whole pipeline on built-in synthetic data, documents included",
+        description="The first thing to run on a fresh install. Generates a synthetic NIH-format dataset\n"
+        "(phantoms, not patients) and runs the whole pipeline on it on the CPU: synth -> cohort -> eda ->\n"
+        "train (small CNN, 64 px) -> evaluate -> locked bundle -> submission documents (Markdown and\n"
+        "HTML, marked synthetic), and writes a few synthetic DICOMs to try check-dicom and predict on.\n"
+        "A re-run replaces the previous demo's outputs.",
+    )
+    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo)")
+    p.add_argument("--n-patients", type=int, default=120, help="synthetic patients (default 120)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from cxr_device.demo import run_demo
+    from validation.evaluation import evaluate_run
+
+    from .render import render_documents
+
+    progress = not args.quiet and sys.stderr.isatty()
+    result = run_demo(args.out, args.n_patients, args.seed, progress=progress)
+    metrics = evaluate_run(args.out, n_bootstrap=500, seed=args.seed, progress=progress)
+    documents = render_documents(args.out, args.out / "submission", formats=("md", "html"))
+    s = result.cohort.summary
+    test = metrics["splits"]["test"]
+    ci = lambda m: f"{m['value']:.3f} [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]"  # noqa: E731
+    print(f"cxr-device demo on SYNTHETIC data (phantoms, not patients) in {args.out}")
+    print(f"  ran: {' -> '.join(DEMO_STEPS)}")
+    print(f"  data       {result.metadata}")
+    print(f"  cohort     {result.cohort_dir / 'cohort.csv'}: {s['n_images']} images, {s['n_patients']} patients, "
+          f"{s['n_positive']} pneumonia; " + ", ".join(f"{k} {v['n_images']}" for k, v in s["splits"].items()))
+    print(f"  eda        {result.eda_dir} ({len(result.eda['figures'])} figures)")
+    print(f"  model      {result.training.model_dir} (small CNN, {len(result.training.history)} epochs on the CPU)")
+    print(f"  evaluation {args.out / 'evaluation'}: threshold {metrics['threshold']['value']:.3f} (max F1 on "
+          f"validation); test AUROC {ci(test['auroc'])}, sensitivity {ci(test['sensitivity'])}, "
+          f"specificity {ci(test['specificity'])} (phantoms: easy on purpose)")
+    print(f"  bundle     {args.out / 'bundle'} (locked: every file hashed)")
+    print(f"  documents  {', '.join(str(p) for p in documents['html'])} (and .md)")
+    print("try:")
+    print(f"  cxr-device check-dicom {args.out / 'dicom'}")
+    print(f"  cxr-device predict --bundle {args.out / 'bundle'} "
+          + " ".join(str(p) for p in result.dicoms.values()) + f" --heatmap {args.out / 'heatmaps'}")
+    return 0

@@ -34,6 +34,11 @@ REFERENCE_STANDARD = {
 }
 
 
+#: Pre-specified subgroup levels of the validation plan: 5 age bands, 2 sexes, 2 views.
+N_SUBGROUP_LEVELS = 9
+MIN_PER_SUBGROUP_LEVEL = 10
+
+
 def _need(path: Path, command: str) -> Path:
     if not path.is_file():
         raise CxrDeviceError(f"{path}: not found; make it with `{command}`")
@@ -67,7 +72,9 @@ def build_context(run_dir: str | Path, profile: dict, junit_rows: list | None = 
 
     test = metrics["splits"]["test"]
     prevalence = profile.get("expected_prevalence") or test["prevalence"]
-    expected = {m: test[m]["value"] for m in ("auroc", "sensitivity", "specificity")}
+    # internal estimates are optimistic: the plan assumes the lower bound of their 95% interval
+    expected = {m: test[m]["ci95"][0] if test[m]["ci95"][0] is not None else test[m]["value"]
+                for m in ("auroc", "sensitivity", "specificity")}
     synthetic = bool(cohort.get("synthetic")) or bool(metrics.get("synthetic"))
     dataset = "synthetic" if synthetic else cohort.get("dataset") or "nih"
     agreement = None
@@ -98,14 +105,24 @@ def build_context(run_dir: str | Path, profile: dict, junit_rows: list | None = 
                    "severity": r.severity, "message": r.message} for r in rules.rules],
         "rules_name": rules.name,
         "limitations": limitations(rules, metrics, cohort, bool(cohort.get("synthetic"))),
-        "sample_size": study_size(profile["acceptance"], expected, prevalence, power=profile.get("power", 0.8)),
+        "sample_size": study_size(profile["acceptance"], expected, prevalence, power=profile.get("power", 0.8),
+                                  min_per_class=MIN_PER_SUBGROUP_LEVEL * N_SUBGROUP_LEVELS),
         "expected": expected,
         "agreement": agreement,
         "soup": soup_list(),
         "trace": junit_rows,
         "figures": {k: v for k, v in figures.items() if v.is_file()},
-        "provenance": [{"file": k, "sha256": sha256_file(p)} for k, p in sorted(read.items()) if p.is_file()],
+        "provenance": [{"file": _relative(p, run), "sha256": sha256_file(p)} for _, p in sorted(read.items())
+                       if p.is_file()],
     }
+
+
+def _relative(path: Path, run: Path) -> str:
+    """A path as the reader of the documents should see it: relative to the run when inside it."""
+    try:
+        return str(path.resolve().relative_to(run.resolve()))
+    except ValueError:
+        return str(path)
 
 
 def limitations(rules, metrics: dict, cohort: dict, synthetic: bool) -> list[str]:
@@ -122,6 +139,9 @@ def limitations(rules, metrics: dict, cohort: dict, synthetic: bool) -> list[str
     if ages:
         lo, hi = min(a["min"] for a in ages), max(a["max"] for a in ages)
         out.append(f"Performance was established on patients aged {lo:g} to {hi:g} years only.")
+    else:
+        out.append("The ages, sexes and view positions of the development data were not recorded: performance "
+                   "by age, sex and view is not established.")
     views = sorted({v for s in cohort["splits"].values() for v in s["view"] if v != "unknown"})
     if views:
         out.append(f"Training and validation images were {', '.join(views)} views only.")

@@ -112,13 +112,13 @@ def render_documents(run_dir: str | Path, out_dir: str | Path, profile_path: str
 
 def _figure_md(names: dict, key: str, caption: str) -> str:
     if key not in names:
-        return f"*(figure not available: {caption})*"
+        return ""  # a figure the run could not make; the templates say why (eda.json "skipped")
     return f"![{caption}](figures/{names[key]})\n\n*Figure: {caption}*"
 
 
 def _figure_html(folder: Path, names: dict, key: str, caption: str) -> Markup:
     if key not in names:
-        return Markup("<p><em>(figure not available: {})</em></p>").format(caption)
+        return Markup("")
     data = base64.b64encode((folder / names[key]).read_bytes()).decode()
     wide = ' class="wide"' if key == "flowchart" else ""
     return Markup('<figure{w}><img alt="{c}" src="data:image/png;base64,{d}"><figcaption>Figure: {c}</figcaption>'

@@ -10,7 +10,9 @@ positives (sensitivity) or negatives (specificity), then divided by the expected
 its complement) for the total number of studies. For AUROC: the smallest number of positives
 (negatives following the prevalence) whose Hanley-McNeil standard error makes
 ``expected - (z_(1-alpha) + z_(power)) * SE >= criterion``. The study size is the largest of the
-three. When the expected value does not exceed the criterion, no size can show it: said so.
+three, and never less than ``min_per_class`` positives and negatives (the subgroup floor: room
+for at least 10 of each class in every pre-specified subgroup level). When the expected value
+does not exceed the criterion, no size can show it: said so.
 """
 from __future__ import annotations
 
@@ -48,10 +50,15 @@ def auroc_positives(criterion: float, expected: float, prevalence: float, alpha:
     return None
 
 
-def study_size(criteria: dict, expected: dict, prevalence: float, alpha: float = 0.025, power: float = 0.8) -> dict:
+def study_size(criteria: dict, expected: dict, prevalence: float, alpha: float = 0.025, power: float = 0.8,
+               min_per_class: int = 0) -> dict:
     """Per-criterion sizes and the study size. ``criteria``/``expected`` hold auroc, sensitivity,
     specificity (each may be missing)."""
     rows = {}
+    if min_per_class:
+        rows["subgroup floor"] = {"positives": min_per_class, "negatives": min_per_class,
+                                  "total": max(math.ceil(min_per_class / prevalence),
+                                               math.ceil(min_per_class / (1 - prevalence)))}
     if "sensitivity" in criteria:
         n = proportion_n(criteria["sensitivity"], expected["sensitivity"], alpha, power)
         rows["sensitivity"] = {"positives": n, "total": math.ceil(n / prevalence) if n else None}
@@ -64,4 +71,5 @@ def study_size(criteria: dict, expected: dict, prevalence: float, alpha: float =
     totals = [r["total"] for r in rows.values()]
     achievable = all(t is not None for t in totals)
     return {"per_criterion": rows, "total": max(totals) if achievable and totals else None,
-            "achievable": achievable, "alpha_one_sided": alpha, "power": power, "prevalence": prevalence}
+            "achievable": achievable, "alpha_one_sided": alpha, "power": power, "prevalence": prevalence,
+            "min_per_class": min_per_class}

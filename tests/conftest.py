@@ -88,6 +88,9 @@ def trained_run(tmp_path_factory):
     config = TrainConfig(model=ModelSpec(arch="small_cnn"), image_size=32, epochs=3, batch_size=16, lr=2e-3, workers=0)
     train(run / "cohort", run, config, progress=False)
     evaluate_run(run, n_bootstrap=200, progress=False)
+    from cxr_device.eda import run_eda
+
+    run_eda(run / "cohort", run / "eda", pixel_sample=5, progress=False)
     return run
 
 

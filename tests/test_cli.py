@@ -11,7 +11,7 @@ from cxr_device.cli import main
 
 from .conftest import NIH_HEADER_2020, shared
 
-COMMANDS = ["synth", "cohort", "eda", "demo", "cache", "train", "check-dicom", "evaluate", "predict"]
+COMMANDS = ["synth", "cohort", "eda", "demo", "cache", "train", "check-dicom", "evaluate", "predict", "submission", "trace"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -61,11 +61,12 @@ def test_bad_rows_write_the_cohort_and_exit_1(tmp_path, capsys):
 def test_demo_runs_every_step_and_its_dicoms_work(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo"), "--n-patients", "20", "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "SYNTHETIC" in out and "not built yet" in out and "test AUROC" in out
+    assert "SYNTHETIC" in out and "test AUROC" in out and "-> submission" in out
     assert (tmp_path / "demo" / "cohort" / "cohort.csv").is_file()
     assert (tmp_path / "demo" / "eda" / "eda.json").is_file()
     assert (tmp_path / "demo" / "model" / "history.csv").is_file()
     assert (tmp_path / "demo" / "bundle" / "device.json").is_file()
+    assert "NOT FOR SUBMISSION" in (tmp_path / "demo" / "submission" / "algorithm_description.html").read_text()
     assert main(["check-dicom", str(tmp_path / "demo" / "dicom"), "--quiet"]) == 1  # lateral and CT fail
     checked = capsys.readouterr().out
     assert "2 pass, 2 fail" in checked and "'LL'" in checked and "'CT'" in checked
