@@ -104,7 +104,10 @@ def test_missing_inputs_name_the_file_and_the_command(run, tmp_path):
 
 
 def test_pdf_when_weasyprint_is_available(run, tmp_path):
-    pytest.importorskip("weasyprint", reason="PDF is the optional [pdf] extra")
+    try:
+        import weasyprint  # noqa: F401
+    except (ImportError, OSError) as err:  # OSError: the system Pango library is missing
+        pytest.skip(f"PDF is the optional [pdf] extra and needs Pango: {err}")
     written = render_documents(run, tmp_path / "p", formats=("pdf",))
     assert [p.name for p in written["pdf"]] == ["algorithm_description.pdf", "validation_plan.pdf"]
     assert all(p.read_bytes().startswith(b"%PDF") and p.stat().st_size > 20_000 for p in written["pdf"])
