@@ -78,25 +78,35 @@ def load_config(path: str | Path | None) -> TrainConfig:
         raise CxrDeviceError(f"{path}: config file not found") from None
     except yaml.YAMLError as err:
         raise CxrDeviceError(f"{path}: not valid YAML ({err})") from None
-    document = dict(document.get("train", document))  # a full run config keeps these under `train:`
+    if not isinstance(document, dict):
+        raise CxrDeviceError(f"{path}: expected a mapping of training settings")
+    return config_from_dict(document.get("train", document), str(path))  # a run config keeps them under train:
+
+
+def config_from_dict(document: dict, where: str) -> TrainConfig:
+    """A validated :class:`TrainConfig` from a mapping; ``where`` prefixes every error message."""
+    document = dict(document)
     model = document.pop("model", None) or {}
     augmentation = document.pop("augmentation", None) or {}
     derived = document.pop("preprocessing", None)  # written for readers; derived from image_size
-    _check_keys(path, model, ModelSpec, "model.")
-    _check_keys(path, augmentation, Augmentation, "augmentation.")
-    _check_keys(path, document, TrainConfig, "")
+    _check_keys(where, model, ModelSpec, "model.")
+    _check_keys(where, augmentation, Augmentation, "augmentation.")
+    _check_keys(where, document, TrainConfig, "")
     config = TrainConfig(model=ModelSpec(**model), augmentation=Augmentation(**augmentation), **document)
-    config.validate()
+    try:
+        config.validate()
+    except CxrDeviceError as err:
+        raise CxrDeviceError(f"{where}: {err}") from None
     if derived is not None and derived != config.preprocessing.as_dict():
-        raise CxrDeviceError(f"{path}: 'preprocessing' {derived} does not follow from image_size "
+        raise CxrDeviceError(f"{where}: 'preprocessing' {derived} does not follow from image_size "
                              f"{config.image_size}; edit image_size and drop the preprocessing block")
     return config
 
 
-def _check_keys(path: str | Path, values: dict, cls: type, prefix: str) -> None:
+def _check_keys(where: str, values: dict, cls: type, prefix: str) -> None:
     allowed = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - allowed)
     if unknown:
         hint = f"; architectures: {', '.join(ARCHITECTURES)}" if prefix == "model." else ""
-        raise CxrDeviceError(f"{path}: unknown key(s) {', '.join(prefix + k for k in unknown)}; "
+        raise CxrDeviceError(f"{where}: unknown key(s) {', '.join(prefix + k for k in unknown)}; "
                              f"allowed: {', '.join(prefix + k for k in sorted(allowed))}{hint}")

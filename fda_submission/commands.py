@@ -1,11 +1,15 @@
-"""Subcommands of ``cxr-device`` that live in ``fda_submission``: submission, trace, demo."""
+"""Subcommands of ``cxr-device`` that live in ``fda_submission``: submission, trace, run, demo."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from importlib import resources
 from pathlib import Path
 
-from .trace import grouped_tests, render_matrix, trace
+from .trace import matrix_rows, render_matrix, trace
+
+STEPS = ("synth", "cohort", "eda", "train", "evaluate", "submission")
 
 SUBMISSION_EPILOG = """\
 examples:
@@ -38,17 +42,13 @@ def submission_command(sub: argparse._SubParsersAction) -> None:
 def _submission(args: argparse.Namespace) -> int:
     from .render import render_documents  # imports matplotlib and torch-free modules only on use
 
-    rows = _trace_rows(args.junit) if args.junit else None
+    rows = matrix_rows(args.junit) if args.junit else None
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     written = render_documents(args.run, args.out, args.profile, formats, rows)
     for fmt, paths in written.items():
         for path in paths:
             print(f"wrote {path}")
     return 0
-
-
-def _trace_rows(junit: Path) -> list[dict]:
-    return [{"id": r.id, "text": r.text, "status": r.status, "grouped": grouped_tests(r)} for r in trace(junit)]
 
 
 def trace_command(sub: argparse._SubParsersAction) -> None:
@@ -78,54 +78,94 @@ def _trace(args: argparse.Namespace) -> int:
     return 0 if all(s == "verified" for s in statuses) else 1
 
 
+# --- run -----------------------------------------------------------------------------------
+RUN_EPILOG = """\
+examples:
+  cxr-device run configs/demo.yaml --out runs/demo
+  cxr-device run configs/nih_densenet121.yaml                 (runs/nih_densenet121)
+  cxr-device run configs/nih_densenet121.yaml --from evaluate (re-run evaluate and submission)
+
+A step whose settings and input files are unchanged and whose outputs are intact is skipped and
+says so; an interrupted training continues from model/last.pt. RUN/manifest.json records the
+sha256 of every input and output, versions, seeds, GPU and wall time per step.
+"""
+
+
+def run_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RUN_EPILOG,
+        help="one config, every step: cohort -> eda -> train -> evaluate -> submission, resumable",
+        description="Run the whole pipeline from one YAML configuration into one run directory.\n"
+        "Sections: data (cohort; or data.synthetic to generate phantoms), eda, train, evaluate, submission;\n"
+        "see configs/ for commented examples. The configuration is validated before anything runs.",
+    )
+    p.add_argument("config", type=Path, help="run configuration YAML")
+    p.add_argument("--out", type=Path, help="run folder (default runs/<name>)")
+    p.add_argument("--force", action="store_true", help="re-run every step")
+    p.add_argument("--from", dest="from_step", metavar="STEP", choices=STEPS,
+                   help=f"re-run this step and the ones after it ({', '.join(STEPS)})")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .pipeline import Pipeline
+    from .run_config import load_run_config
+
+    config = load_run_config(args.config)
+    out = args.out or Path("runs") / config.name
+    manifest = Pipeline(config, out, progress=not args.quiet and sys.stderr.isatty()).run(args.force, args.from_step)
+    print(f"run {config.name} in {out}: " + ", ".join(f"{k} {v['status'].split(' ')[0]}"
+                                                   for k, v in manifest["steps"].items()))
+    print(f"  manifest   {out / 'manifest.json'}")
+    print(f"  documents  {out / 'submission'}")
+    return 0
+
+
 # --- demo ----------------------------------------------------------------------------------
-DEMO_STEPS = ("synth", "cohort", "eda", "train", "evaluate", "bundle", "submission")
-
-
 def demo_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo", formatter_class=argparse.RawDescriptionHelpFormatter,
         help="run the whole pipeline on built-in synthetic data, documents included",
-        description="The first thing to run on a fresh install. Generates a synthetic NIH-format dataset\n"
-        "(phantoms, not patients) and runs the whole pipeline on it on the CPU: synth -> cohort -> eda ->\n"
-        "train (small CNN, 64 px) -> evaluate -> locked bundle -> submission documents (Markdown and\n"
-        "HTML, marked synthetic), and writes a few synthetic DICOMs to try check-dicom and predict on.\n"
-        "A re-run replaces the previous demo's outputs.",
+        description="The first thing to run on a fresh install: `cxr-device run` with the built-in\n"
+        "configs/demo.yaml. Synthetic NIH-format phantoms (not patients) go through every step on the CPU:\n"
+        "synth -> cohort -> eda -> train (small CNN, 64 px) -> evaluate -> locked bundle -> submission\n"
+        "documents (marked synthetic); a few synthetic DICOMs are written to try check-dicom and predict.",
     )
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo)")
-    p.add_argument("--n-patients", type=int, default=120, help="synthetic patients (default 120)")
-    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=_demo)
 
 
+def demo_config_path() -> Path:
+    return Path(str(resources.files("fda_submission") / "configs" / "demo.yaml"))
+
+
 def _demo(args: argparse.Namespace) -> int:
-    from cxr_device.demo import run_demo
-    from validation.evaluation import evaluate_run
+    from cxr_device.demo import write_demo_dicoms
 
-    from .render import render_documents
+    from .pipeline import Pipeline
+    from .run_config import load_run_config
 
-    progress = not args.quiet and sys.stderr.isatty()
-    result = run_demo(args.out, args.n_patients, args.seed, progress=progress)
-    metrics = evaluate_run(args.out, n_bootstrap=500, seed=args.seed, progress=progress)
-    documents = render_documents(args.out, args.out / "submission", formats=("md", "html"))
-    s = result.cohort.summary
+    config = load_run_config(demo_config_path())
+    manifest = Pipeline(config, args.out, progress=not args.quiet and sys.stderr.isatty(),
+                        log=lambda line: print(f"  {line}")).run()
+    dicoms = write_demo_dicoms(args.out / "dicom", config.seed)
+    metrics = json.loads((args.out / "evaluation" / "metrics.json").read_text())
+    cohort = json.loads((args.out / "cohort" / "summary.json").read_text())
     test = metrics["splits"]["test"]
     ci = lambda m: f"{m['value']:.3f} [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]"  # noqa: E731
-    print(f"cxr-device demo on SYNTHETIC data (phantoms, not patients) in {args.out}")
-    print(f"  ran: {' -> '.join(DEMO_STEPS)}")
-    print(f"  data       {result.metadata}")
-    print(f"  cohort     {result.cohort_dir / 'cohort.csv'}: {s['n_images']} images, {s['n_patients']} patients, "
-          f"{s['n_positive']} pneumonia; " + ", ".join(f"{k} {v['n_images']}" for k, v in s["splits"].items()))
-    print(f"  eda        {result.eda_dir} ({len(result.eda['figures'])} figures)")
-    print(f"  model      {result.training.model_dir} (small CNN, {len(result.training.history)} epochs on the CPU)")
-    print(f"  evaluation {args.out / 'evaluation'}: threshold {metrics['threshold']['value']:.3f} (max F1 on "
-          f"validation); test AUROC {ci(test['auroc'])}, sensitivity {ci(test['sensitivity'])}, "
-          f"specificity {ci(test['specificity'])} (phantoms: easy on purpose)")
-    print(f"  bundle     {args.out / 'bundle'} (locked: every file hashed)")
-    print(f"  documents  {', '.join(str(p) for p in documents['html'])} (and .md)")
+    print(f"cxr-device demo on SYNTHETIC data (phantoms, not patients) in {args.out}: "
+          f"{' -> '.join(manifest['steps'])} in {manifest['wall_seconds']:.0f} s")
+    print(f"  cohort     {cohort['n_images']} images, {cohort['n_patients']} patients, {cohort['n_positive']} "
+          "pneumonia; " + ", ".join(f"{k} {v['n_images']}" for k, v in cohort["splits"].items()))
+    print(f"  evaluation threshold {metrics['threshold']['value']:.3f} (max F1 on validation); test AUROC "
+          f"{ci(test['auroc'])}, sensitivity {ci(test['sensitivity'])}, specificity {ci(test['specificity'])}")
+    for name, where in (("bundle", "bundle (locked: every file hashed)"), ("documents", "submission"),
+                        ("manifest", "manifest.json"), ("figures", "eda, evaluation")):
+        print(f"  {name:<10} {args.out}/{where}")
     print("try:")
     print(f"  cxr-device check-dicom {args.out / 'dicom'}")
-    print(f"  cxr-device predict --bundle {args.out / 'bundle'} "
-          + " ".join(str(p) for p in result.dicoms.values()) + f" --heatmap {args.out / 'heatmaps'}")
+    print(f"  cxr-device predict --bundle {args.out / 'bundle'} " + " ".join(str(p) for p in dicoms.values())
+          + f" --heatmap {args.out / 'heatmaps'}")
     return 0

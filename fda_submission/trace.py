@@ -95,3 +95,9 @@ def render_matrix(rows: list[TraceRow]) -> str:
         tests = "<br>".join(f"`{name}` ({result})" for name, result in grouped_tests(row)) or "-"
         lines.append(f"| {row.id} | {row.text} | {row.status} | {tests} |")
     return "\n".join(lines) + "\n"
+
+
+def matrix_rows(junit: str | Path, requirements: str | Path | None = None) -> list[dict]:
+    """The matrix as plain rows for the document templates."""
+    return [{"id": r.id, "text": r.text, "status": r.status, "grouped": grouped_tests(r)}
+            for r in trace(junit, requirements)]
