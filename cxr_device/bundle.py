@@ -63,7 +63,9 @@ def write_bundle(out_dir: str | Path, model: DeviceModel, preprocessing: Preproc
         shutil.rmtree(out)
     out.mkdir(parents=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(out / WEIGHTS), metadata={"format": FORMAT, "architecture": model.spec.arch})
+    # one metadata key only: safetensors writes its metadata map in hash-randomised order, and a
+    # locked file must be byte-identical when the same model is bundled again
+    save_file(state, str(out / WEIGHTS), metadata={"format": FORMAT})
     shutil.copyfile(rules_file, out / RULES)
     document = {
         "format": FORMAT,

@@ -84,7 +84,7 @@ def load_run_config(path: str | Path) -> RunConfig:
     if "synthetic" in data:
         spec = _check(f"{path}: data.synthetic", data.pop("synthetic"), {f.name for f in fields(SynthSettings)})
         synthetic = SynthSettings(**{"seed": seed, **spec})
-        synthetic.validate()
+        _validated(path, "data.synthetic", synthetic.validate)
     for key in PATH_KEYS & set(data):
         if data[key]:
             data[key] = str((base / data[key]).resolve())
@@ -95,7 +95,7 @@ def load_run_config(path: str | Path) -> RunConfig:
                       tuple(str(x).upper() for x in views) if views else None)
     cohort = CohortSettings(images=tuple(images), filters=filters, **{"seed": seed, **data})
     if synthetic is None:
-        cohort.validate()
+        _validated(path, "data", cohort.validate)
     train = {"seed": seed, **(top.get("train") or {})}
     config_from_dict(train, f"{path}: train")  # fails at load, not after the cohort step
     evaluate = {"bootstrap": 2000, "seed": seed, "target_sensitivity": 0.9, "rules": None,
@@ -110,3 +110,10 @@ def load_run_config(path: str | Path) -> RunConfig:
     eda = {"pixel_sample": 100, "seed": seed, **_check(f"{path}: eda", top.get("eda"), EDA_KEYS)}
     return RunConfig(name=str(top.get("name") or path.stem), seed=seed, cohort=cohort, synthetic=synthetic, eda=eda,
                      train=train, evaluate=evaluate, submission=submission, source=str(path), raw=document)
+
+
+def _validated(path: Path, section: str, check) -> None:
+    try:
+        check()
+    except CxrDeviceError as err:
+        raise CxrDeviceError(f"{path}: {section}: {err}") from None
