@@ -168,3 +168,13 @@ def test_sample_size_subgroup_floor():
     size = study_size({"sensitivity": 0.8}, {"sensitivity": 0.99}, prevalence=0.75, min_per_class=90)
     assert size["per_criterion"]["subgroup floor"]["total"] == 360  # 90 negatives at 25 % negatives
     assert size["total"] == 360
+
+
+def test_docs_list_every_requirement_of_the_yaml():
+    from pathlib import Path
+
+    from fda_submission.trace import load_requirements
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "requirements.md").read_text()
+    for item in load_requirements():
+        assert f"| {item['id']} | {item['text']} |" in page, f"docs/requirements.md is missing {item['id']}"
