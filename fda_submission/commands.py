@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 import sys
 from importlib import resources
 from pathlib import Path
@@ -133,6 +134,8 @@ def demo_command(sub: argparse._SubParsersAction) -> None:
         "documents (marked synthetic); a few synthetic DICOMs are written to try check-dicom and predict.",
     )
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo)")
+    p.add_argument("--n-patients", type=int, help="synthetic patients (default: the demo config's 120)")
+    p.add_argument("--seed", type=int, help="seed of the synthetic data (default: the demo config's 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=_demo)
 
@@ -148,6 +151,9 @@ def _demo(args: argparse.Namespace) -> int:
     from .run_config import load_run_config
 
     config = load_run_config(demo_config_path())
+    overrides = {k: v for k, v in (("n_patients", args.n_patients), ("seed", args.seed)) if v is not None}
+    config.synthetic = replace(config.synthetic, **overrides)
+    config.synthetic.validate()
     manifest = Pipeline(config, args.out, progress=not args.quiet and sys.stderr.isatty(),
                         log=lambda line: print(f"  {line}")).run()
     dicoms = write_demo_dicoms(args.out / "dicom", config.seed)
