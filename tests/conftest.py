@@ -101,3 +101,28 @@ def pytest_collection_modifyitems(items):
         for marker in item.iter_markers("requirement"):
             for rid in marker.args:
                 item.user_properties.append(("requirement", rid))
+
+
+@pytest.fixture
+def kill_training(monkeypatch):
+    """``arm(n)``: the n-th training epoch from now raises KeyboardInterrupt, as a kill would;
+    ``disarm()``: training works again. Returns (arm, disarm)."""
+    from cxr_device import training
+
+    real = training._train_epoch
+
+    def arm(n: int) -> None:
+        calls = []
+
+        def killed(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == n:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(training, "_train_epoch", killed)
+
+    def disarm() -> None:
+        monkeypatch.setattr(training, "_train_epoch", real)
+
+    return arm, disarm

@@ -6,7 +6,6 @@ import json
 import pandas as pd
 import pytest
 
-from cxr_device import training
 from cxr_device.cli import main
 from cxr_device.errors import CxrDeviceError
 from cxr_device.hashing import sha256_file
@@ -88,24 +87,17 @@ def test_rerun_skips_and_from_reruns_the_tail(tmp_path):
     assert repaired["steps"]["eda"]["status"] == "ran" and repaired["steps"]["train"]["status"] == SKIPPED
 
 
-def test_a_killed_training_resumes_to_the_same_result(tmp_path, monkeypatch):
+def test_a_killed_training_resumes_to_the_same_result(tmp_path, kill_training):
     full_out = tmp_path / "full"
     Pipeline(_config(tmp_path, epochs=3), full_out, progress=False, log=_quiet).run()
-    real_epoch, calls = training._train_epoch, []
-
-    def killed(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt  # killed during the second epoch
-        return real_epoch(*args, **kwargs)
-
     out = tmp_path / "cut"
-    monkeypatch.setattr(training, "_train_epoch", killed)
+    arm, disarm = kill_training
+    arm(2)  # killed during the second epoch
     with pytest.raises(KeyboardInterrupt):
         Pipeline(_config(tmp_path, epochs=3), out, progress=False, log=_quiet).run()
     interrupted = json.loads((out / "manifest.json").read_text())
     assert interrupted["steps"]["train"]["complete"] is False and "evaluate" not in interrupted["steps"]
-    monkeypatch.setattr(training, "_train_epoch", real_epoch)
+    disarm()
     resumed = Pipeline(_config(tmp_path, epochs=3), out, progress=False, log=_quiet).run()
     assert resumed["steps"]["train"]["status"] == RESUMED
     assert resumed["steps"]["cohort"]["status"] == SKIPPED

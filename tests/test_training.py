@@ -10,7 +10,6 @@ import pytest
 import torch
 import yaml
 
-from cxr_device import training
 from cxr_device.cohort import CohortSettings, build_cohort, write_cohort
 from cxr_device.errors import CxrDeviceError
 from cxr_device.models import ModelSpec
@@ -59,22 +58,14 @@ def test_same_seed_same_losses_other_seed_differs(cohort_dir, tmp_path):
 
 
 @pytest.mark.requirement("REQ-TRAIN-001")
-def test_resume_reproduces_the_uninterrupted_run(cohort_dir, tmp_path, monkeypatch):
+def test_resume_reproduces_the_uninterrupted_run(cohort_dir, tmp_path, kill_training):
     config = CONFIG.with_overrides(epochs=3)
     full = train(cohort_dir, tmp_path / "full", config, progress=False).history
-
-    real_epoch, calls = training._train_epoch, []
-
-    def interrupted(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt  # killed during the second epoch
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(training, "_train_epoch", interrupted)
+    arm, disarm = kill_training
+    arm(2)  # killed during the second epoch
     with pytest.raises(KeyboardInterrupt):
         train(cohort_dir, tmp_path / "cut", config, progress=False)
-    monkeypatch.setattr(training, "_train_epoch", real_epoch)
+    disarm()
     with pytest.raises(CxrDeviceError, match="--resume"):
         train(cohort_dir, tmp_path / "cut", config, progress=False)
     resumed = train(cohort_dir, tmp_path / "cut", config, resume=True, progress=False).history
