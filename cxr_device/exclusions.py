@@ -66,7 +66,7 @@ class ExclusionLog:
             return
         part = pd.DataFrame(
             {
-                "source_line": rows["source_line"] if "source_line" in rows else pd.NA,
+                "source_line": rows.get("source_line", pd.NA),
                 "image_id": rows["image_id"].astype(str),
                 "reason": reason,
                 "detail": detail,

@@ -46,7 +46,7 @@ def _submission(args: argparse.Namespace) -> int:
     rows = matrix_rows(args.junit) if args.junit else None
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     written = render_documents(args.run, args.out, args.profile, formats, rows)
-    for fmt, paths in written.items():
+    for paths in written.values():
         for path in paths:
             print(f"wrote {path}")
     return 0
