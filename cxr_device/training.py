@@ -361,15 +361,21 @@ def load_trained(run_dir: str | Path, checkpoint: str = "best.pt") -> tuple[Devi
     return model.eval(), config, {"checkpoint": checkpoint, "epoch": int(state["epoch"]), **summary}
 
 
-def split_dataset(cohort_dir: str | Path, config: TrainConfig, split: str) -> tuple[CachedImages, pd.DataFrame]:
-    """A split of the cohort as an evaluation dataset (cache and preprocessing as in training),
-    and its rows; images that failed to decode are left out (listed by the cache)."""
+def split_datasets(cohort_dir: str | Path, config: TrainConfig,
+                   splits: tuple[str, ...]) -> dict[str, tuple[CachedImages, pd.DataFrame]]:
+    """Splits of the cohort as evaluation datasets with their rows (cache and preprocessing as in
+    training; the cache is opened once for all of them). Images that failed to decode are left
+    out (the cache lists them)."""
     frame, _ = read_cohort(cohort_dir)
     cache_root = Path(config.cache_dir) if config.cache_dir else Path(cohort_dir).resolve().parent / "cache"
     cache = open_cache(frame, config.preprocessing, cache_root, config.workers)
-    part = frame[(frame["split"] == split) & ~frame["image_id"].isin(set(cache.failed["image_id"]))]
-    dataset = CachedImages(cache.pixels, cache.rows(part["image_id"]), part[TARGET].to_numpy(), config.preprocessing)
-    return dataset, part.reset_index(drop=True)
+    readable = frame[~frame["image_id"].isin(set(cache.failed["image_id"]))]
+    out = {}
+    for split in splits:
+        part = readable[readable["split"] == split].reset_index(drop=True)
+        out[split] = (CachedImages(cache.pixels, cache.rows(part["image_id"]), part[TARGET].to_numpy(),
+                                   config.preprocessing), part)
+    return out
 
 
 def score_checkpoint(cohort_dir: str | Path, run_dir: str | Path, split: str = "test",
@@ -377,7 +383,7 @@ def score_checkpoint(cohort_dir: str | Path, run_dir: str | Path, split: str = "
     """AUROC, AP and counts of a saved model on one split of its cohort. The full assessment
     with thresholds and confidence intervals is ``cxr-device evaluate``."""
     model, config, meta = load_trained(run_dir, checkpoint)
-    dataset, part = split_dataset(cohort_dir, config, split)
+    dataset, part = split_datasets(cohort_dir, config, (split,))[split]
     device = resolve_device(config.device)
     result = evaluate_split(model.to(device), dataset, nn.BCEWithLogitsLoss(), device, config)
     return {"split": split, "checkpoint": checkpoint, "epoch": meta["epoch"], "n_images": len(part),

@@ -22,7 +22,7 @@ from cxr_device.errors import CxrDeviceError
 from cxr_device.findings import TARGET
 from cxr_device.hashing import sha256_file
 from cxr_device.provenance import producer
-from cxr_device.training import load_trained, predict, resolve_device, split_dataset
+from cxr_device.training import load_trained, predict, resolve_device, split_datasets
 
 from . import figures as fig
 from .bootstrap import bootstrap
@@ -47,8 +47,9 @@ def evaluate_run(run_dir: str | Path, n_bootstrap: int = 2000, seed: int = 0, ta
     model.to(device)
 
     parts = []
+    datasets = split_datasets(cohort_dir, config, ("val", "test"))
     for split in tqdm(("val", "test"), desc="predict", disable=not progress):
-        dataset, rows = split_dataset(cohort_dir, config, split)
+        dataset, rows = datasets[split]
         if rows.empty or rows[TARGET].nunique() < 2:
             raise CxrDeviceError(f"the cohort's {split} split needs images of both classes to be evaluated "
                                  f"({len(rows)} images, {int(rows[TARGET].sum()) if len(rows) else 0} positive)")
