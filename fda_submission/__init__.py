@@ -1,5 +1,10 @@
-"""Regulatory documents rendered from a run directory (imports ``validation`` and ``cxr_device``).
+"""Regulatory documents and whole-run orchestration (imports ``validation`` and ``cxr_device``).
 
-Planned here (issue #6): Jinja templates for the algorithm description and the validation
-plan, their renderer, the traceability matrix and the SOUP list. Nothing is implemented yet.
+The algorithm description and validation plan rendered from a run (``submission``), the device
+profile, sample size, reader agreement, SOUP list, requirements and traceability (``trace``),
+and the pipeline that runs every step from one configuration (``run``, ``demo``).
 """
+
+#: The steps of ``cxr-device run``, in order. Kept here, free of heavy imports, so the CLI can
+#: offer them as choices without importing torch.
+STEPS = ("synth", "cohort", "eda", "train", "evaluate", "submission")

@@ -8,9 +8,8 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from . import STEPS
 from .trace import matrix_rows, render_matrix, trace
-
-STEPS = ("synth", "cohort", "eda", "train", "evaluate", "submission")
 
 SUBMISSION_EPILOG = """\
 examples:
@@ -146,6 +145,7 @@ def demo_config_path() -> Path:
 
 def _demo(args: argparse.Namespace) -> int:
     from cxr_device.demo import write_demo_dicoms
+    from validation.bootstrap import format_interval as ci
 
     from .pipeline import Pipeline
     from .run_config import load_run_config
@@ -160,7 +160,6 @@ def _demo(args: argparse.Namespace) -> int:
     metrics = json.loads((args.out / "evaluation" / "metrics.json").read_text())
     cohort = json.loads((args.out / "cohort" / "summary.json").read_text())
     test = metrics["splits"]["test"]
-    ci = lambda m: f"{m['value']:.3f} [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]"  # noqa: E731
     print(f"cxr-device demo on SYNTHETIC data (phantoms, not patients) in {args.out}: "
           f"{' -> '.join(manifest['steps'])} in {manifest['wall_seconds']:.0f} s")
     print(f"  cohort     {cohort['n_images']} images, {cohort['n_patients']} patients, {cohort['n_positive']} "

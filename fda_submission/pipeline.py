@@ -38,12 +38,12 @@ from cxr_device.train_config import config_from_dict
 from cxr_device.training import train
 from validation.evaluation import evaluate_run
 
+from . import STEPS
 from .render import render_documents
 from .run_config import RunConfig
 from .soup import soup_list
 from .trace import matrix_rows
 
-STEPS = ("synth", "cohort", "eda", "train", "evaluate", "submission")
 MANIFEST = "manifest.json"
 RAN, SKIPPED, RESUMED = "ran", "skipped (up to date)", "resumed from model/last.pt"
 OUTPUT_DIRS = {"synth": ["data"], "cohort": ["cohort"], "eda": ["eda"], "train": ["model"],

@@ -58,3 +58,11 @@ def bootstrap(probs: np.ndarray, labels: np.ndarray, patients: np.ndarray, thres
 
 def _clean(value: float) -> float | None:
     return None if value is None or not np.isfinite(value) else float(value)
+
+
+def format_interval(metric: dict) -> str:
+    """``{"value", "ci95"}`` as ``0.912 [0.880, 0.940]`` (for terminals; documents have their own style)."""
+    value, (lo, hi) = metric["value"], metric["ci95"]
+    if value is None:
+        return "n/a"
+    return f"{value:.3f} [{lo:.3f}, {hi:.3f}]" if lo is not None else f"{value:.3f}"

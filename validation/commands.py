@@ -101,6 +101,7 @@ def evaluate_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from .bootstrap import format_interval
     from .evaluation import evaluate_run  # imports torch: only when asked
 
     if args.bootstrap < 100:
@@ -112,21 +113,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(f"threshold {t['value']:.6g} ({t['description']}): validation F1 {t['validation']['f1']:.3f}, "
           f"precision {t['validation']['precision']:.3f}, recall {t['validation']['recall']:.3f}")
     for name, s in m["splits"].items():
-        line = ", ".join(f"{k} {_ci(s[k])}" for k in ("auroc", "sensitivity", "specificity", "f1"))
+        line = ", ".join(f"{k} {format_interval(s[k])}" for k in ("auroc", "sensitivity", "specificity", "f1"))
         print(f"  {name:<4} ({s['n_images']} images, {s['n_positive']} positive): {line}")
     unstable = sum(r["unstable"] for r in m["subgroups"]["test"])
     print(f"  subgroups: {m['subgroups']['note']}" if m["subgroups"]["note"] else
           f"  subgroups: {len(m['subgroups']['test'])} on test ({unstable} flagged unstable: < 10 per class)")
     print(f"wrote {args.run / 'evaluation'} and locked {args.run / 'bundle'}")
     return 0
-
-
-def _ci(metric: dict) -> str:
-    lo, hi = metric["ci95"]
-    value = metric["value"]
-    if value is None:
-        return "n/a"
-    return f"{value:.3f} [{lo:.3f}, {hi:.3f}]" if lo is not None else f"{value:.3f}"
 
 
 # --- predict -------------------------------------------------------------------------------
