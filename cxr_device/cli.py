@@ -20,12 +20,15 @@ EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE = 0, 1, 2
 
 DESCRIPTION = """\
 cxr-device: a pneumonia-detection device on chest X-rays, from NIH ChestX-ray14 (or the
-pediatric class-folder dataset) to a validated cohort and its exploratory analysis.
+pediatric class-folder dataset) to a validated cohort, a trained and locked model, DICOM
+input checks, and the FDA 510(k)-style documents - every number from a reproducible run.
 
-Typical journey:
-  cxr-device demo --out runs/demo                      everything on built-in synthetic data
-  cxr-device cohort --metadata Data_Entry_2017.csv --images DIR --out runs/nih/cohort
-  cxr-device eda --cohort runs/nih/cohort --out runs/nih/eda
+Typical journeys:
+  cxr-device demo                                      everything on built-in synthetic data
+  cxr-device run configs/nih_densenet121.yaml          one config, every step, resumable
+  cxr-device check-dicom exports/ --format junit --out qa.xml     QA of DICOM exports
+  cxr-device predict --bundle runs/nih/bundle study.dcm           the locked device on a DICOM
+Step by step: cohort -> eda -> train -> evaluate -> submission (see each command's --help).
 """
 
 
