@@ -25,8 +25,9 @@ from pathlib import Path
 import pydicom
 
 from cxr_device.imageio import load_image
-from validation.dicom_check import check_paths, collect_paths
-from validation.dicom_rules import load_rules
+from cxr_device.runtime.header_check import collect_paths
+from cxr_device.runtime.input_rules import load_rules
+from validation.dicom_check import check_paths
 
 DEFAULT = Path(os.environ.get("CXR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "dicom"
 

@@ -24,12 +24,12 @@ import pydicom
 import torch
 from PIL import Image
 
-from cxr_device.bundle import load_bundle, write_bundle
 from cxr_device.models import ModelSpec, build_model
 from cxr_device.preprocessing import Preprocessing
+from cxr_device.runtime.bundle import load_bundle, write_bundle
+from cxr_device.runtime.input_rules import default_rules_path
+from cxr_device.runtime.pipeline import DevicePipeline
 from cxr_device.synth_dicom import write_synthetic_dicom
-from validation.dicom_rules import default_rules_path
-from validation.predict import DevicePipeline
 
 SHARED = Path(os.environ.get("CXR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 

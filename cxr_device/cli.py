@@ -4,19 +4,22 @@ Subcommands are plugins registered under the ``cxr_device.commands`` entry-point
 pyproject.toml); each entry point is a function that adds its subparser. This keeps the
 dependency arrows one-way: ``validation`` and ``fda_submission`` register their own commands.
 
-Exit codes: 0 success; 1 the command ran but some input was bad (counted in its output);
-2 usage error or an input that cannot be used at all.
+Exit codes: 0 success; 1 the command ran but some input was bad or left out (counted and
+listed in its output); 2 usage error or an input that cannot be used at all; 70 an internal
+error (a bug: one line asks for a report; ``--debug`` shows the traceback); 130 interrupted.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from importlib.metadata import entry_points
 
 from . import __version__
 from .errors import CxrDeviceError
 
-EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
 
 DESCRIPTION = """\
 cxr-device: a pneumonia-detection device on chest X-rays, from NIH ChestX-ray14 (or the
@@ -39,27 +42,65 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run `cxr-device COMMAND --help` for the options of each command.",
     )
     parser.add_argument("--version", action="version", version=f"cxr-device {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of an internal error (also: CXR_DEVICE_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands = sorted(entry_points(group="cxr_device.commands"), key=lambda ep: ep.name)
     if not commands:
         parser.error("no commands registered: install the package (`pip install -e .`) so its entry points exist")
     for command in commands:
         command.load()(sub)
+    for subparser in sub.choices.values():  # `cxr-device COMMAND ... --debug` works too
+        subparser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                               help="show the Python traceback of an internal error")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv``, run the chosen command and return its exit code."""
+    """Parse ``argv``, run the chosen command and return its exit code. No traceback reaches
+    the user unless ``--debug``: bad input is one message naming the file and what to do, an
+    internal error one line asking for a bug report."""
+    from pydantic import ValidationError
+
+    from .safe_text import terminal
+    from .validated import describe_errors
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    debug = args.debug or os.environ.get("CXR_DEVICE_DEBUG", "") not in ("", "0")
+
+    def fail(message: str, code: int) -> int:
+        print(f"cxr-device {args.command}: {terminal(message, multiline=True)}", file=sys.stderr)
+        return code
+
     try:
         return int(args.handler(args) or EXIT_OK)
     except CxrDeviceError as err:
-        print(f"cxr-device {args.command}: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(f"error: {err}", EXIT_USAGE)
+    except ValidationError as err:  # a setting built from flags that does not fit its type or range
+        return fail(f"error: {describe_errors(err)}", EXIT_USAGE)
     except KeyboardInterrupt:
-        print(f"cxr-device {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return fail("interrupted", EXIT_INTERRUPTED)
+    except BrokenPipeError:  # output piped into a reader that stopped early (`| head`)
+        sys.stderr.close()
+        return EXIT_OK
+    except OSError as err:
+        if err.filename is None and not debug:
+            return _internal(fail, err)
+        if debug:
+            traceback.print_exc()
+        return fail(f"error: {err.filename}: {err.strerror or err} (check the path and its permissions)", EXIT_USAGE)
+    except Exception as err:  # noqa: BLE001 - the last line of defence: no traceback for users
+        if debug:
+            traceback.print_exc()
+        return _internal(fail, err)
+
+
+def _internal(fail, err: BaseException) -> int:
+    first = (str(err).splitlines() or [""])[0][:200]
+    return fail(f"internal error ({type(err).__name__}: {first}); this is a bug in cxr-device {__version__}: "
+                "please report it to the maintainers with the output of the same command run with --debug",
+                EXIT_INTERNAL)
 
 
 if __name__ == "__main__":

@@ -269,7 +269,9 @@ def train_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .train_config import load_config  # torch-dependent: imported on use (see _cache)
+    from .train_config import (
+        load_config,  # torch-dependent: imported on use (see _cache)
+    )
     from .training import train
 
     keys = ["model.arch", "model.weights", "model.freeze", "model.head_hidden", "model.dropout", "image_size",

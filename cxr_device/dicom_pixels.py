@@ -1,20 +1,31 @@
 """DICOM pixels to a float32 grayscale image in [0, 1] (H x W), bone bright.
 
-Steps, in DICOM order (PS3.3 C.11):
+An input is a path, the file's bytes or a ``pydicom.Dataset`` (:data:`DicomSource`); it is
+parsed once (:func:`read_dataset`) and the same dataset serves the header rules and the pixels
+(:func:`dataset_pixels`). Steps, in DICOM order (PS3.3 C.11):
 
-1. refuse before decoding what the device must not read: declared Rows x Columns above
-   ``max_pixels`` (decompression bombs), more than one frame, SamplesPerPixel other than 1;
+1. refuse before decoding what the device must not read: no Pixel Data, declared Rows x
+   Columns above ``max_pixels`` (decompression bombs), more than one frame, SamplesPerPixel
+   other than 1, a RescaleSlope of 0 or a non-finite rescale;
 2. decode (pydicom; pylibjpeg + libjpeg/openjpeg plugins for JPEG, JPEG-LS and JPEG 2000);
 3. modality LUT: RescaleSlope/Intercept (or a Modality LUT Sequence);
 4. VOI: a VOI LUT Sequence or the first window (WindowCenter/Width) when present;
 5. scale to [0, 1] by the theoretical output range - derived from BitsStored, the rescale
    and the LUT depth, never from the image's own min/max, so the same stored value always
    maps to the same intensity;
-6. MONOCHROME1 is inverted (``1 - x``) so that bone is bright, as in MONOCHROME2.
+6. MONOCHROME1 is inverted (``1 - x``) so that bone is bright, as in MONOCHROME2;
+7. refuse what cannot be trusted: empty, non-finite or constant pixels
+   (:class:`PixelTrustError`) - the device never scores a blank or NaN image.
 """
 from __future__ import annotations
 
+import io
+import math
+import stat
+import struct
+import zlib
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 import pydicom
@@ -33,42 +44,93 @@ class DicomReadError(CxrDeviceError):
     """A DICOM file cannot be turned into pixels; the message names the file and the problem."""
 
 
+class PixelTrustError(DicomReadError):
+    """Pixels decoded but must not be scored: empty, non-finite or constant."""
+
+
 _UNDEFINED_LENGTH = 0xFFFFFFFF
+#: Deflated Explicit VR Little Endian: element offsets are in the inflated stream, not the file.
+DEFLATED = "1.2.840.10008.1.2.1.99"
+
+#: What a DICOM input may be: a path, the file's bytes, or a dataset already in memory.
+DicomSource = Union[str, Path, bytes, bytearray, Dataset]
 
 
-def read_header(path: str | Path) -> Dataset:
-    """Read a DICOM header without loading pixel data; raise :class:`DicomReadError` naming
-    the problem. Uncompressed pixel data that the file is too short to hold is caught here too:
-    the element's declared length is compared with the file size, without reading the pixels."""
-    path = Path(path)
-    ds = _read(path, header_only=True)
-    raw = ds.get_item("PixelData", keep_deferred=True) if "PixelData" in ds else None
-    length = getattr(raw, "length", _UNDEFINED_LENGTH)
-    if length != _UNDEFINED_LENGTH:
-        size = path.stat().st_size
-        if raw.value_tell + length > size:
-            raise DicomReadError(f"{path}: truncated: Pixel Data declares {length:,} bytes from offset "
-                                 f"{raw.value_tell:,} but the file has {size:,} bytes")
+def source_label(source: DicomSource) -> str:
+    """How messages name an input: its path, or what kind of in-memory object it is."""
+    if isinstance(source, (str, Path)):
+        return str(source)
+    if isinstance(source, Dataset):
+        return f"dataset {source.get('SOPInstanceUID', '(no SOPInstanceUID)')}"
+    return f"<{len(source):,} bytes>"
+
+
+def read_dataset(source: DicomSource, header_only: bool = False) -> Dataset:
+    """Parse a DICOM input once; raise :class:`DicomReadError` naming the problem.
+
+    ``header_only`` defers large values (Pixel Data) for a path: they stay on disk until
+    decoded from this same dataset, so one parse serves the header rules and the pixels.
+    Uncompressed Pixel Data that a file is too short to hold is reported as truncated here,
+    from the element's declared length and the file size, without reading the pixels.
+    """
+    if isinstance(source, Dataset):
+        return source
+    if isinstance(source, (bytes, bytearray)):
+        return _parse(io.BytesIO(source), source_label(source), None)
+    path = Path(source)
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise DicomReadError(f"{path}: not a regular file (a folder, pipe or device); nothing was read")
+        if path.stat().st_size == 0:
+            raise DicomReadError(f"{path}: empty file")
+    except FileNotFoundError:
+        raise DicomReadError(f"{path}: file not found") from None
+    except OSError as err:
+        raise DicomReadError(f"{path}: cannot read ({err.strerror or err})") from None
+    ds = _parse(path, str(path), 1024 if header_only else None)
+    check_not_truncated(ds, path)
     return ds
 
 
-def _read(path: Path, header_only: bool) -> Dataset:
+def read_header(path: str | Path) -> Dataset:
+    """A file's header, Pixel Data left on disk (see :func:`read_dataset`)."""
+    return read_dataset(path, header_only=True)
+
+
+def check_not_truncated(ds: Dataset, path: Path) -> None:
+    """Refuse a file shorter than the uncompressed Pixel Data it declares."""
+    raw = ds.get_item("PixelData", keep_deferred=True) if "PixelData" in ds else None
+    length = getattr(raw, "length", _UNDEFINED_LENGTH)
+    syntax = str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", ""))
+    if raw is None or length == _UNDEFINED_LENGTH or syntax == DEFLATED:
+        return
+    size = path.stat().st_size
+    if raw.value_tell + length > size:
+        raise DicomReadError(f"{path}: truncated: Pixel Data declares {length:,} bytes from offset "
+                             f"{raw.value_tell:,} but the file has {size:,} bytes")
+
+
+def _parse(where, label: str, defer_size: int | None) -> Dataset:
     try:
-        if path.stat().st_size == 0:
-            raise DicomReadError(f"{path}: empty file")
-        # defer_size keeps large values (pixel data) on disk until asked for
-        return pydicom.dcmread(path, defer_size=1024 if header_only else None)
-    except FileNotFoundError:
-        raise DicomReadError(f"{path}: file not found") from None
+        return pydicom.dcmread(where, defer_size=defer_size)
     except InvalidDicomError as err:
-        raise DicomReadError(f"{path}: not a DICOM file ({err})") from None
-    except (EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        raise DicomReadError(f"{path}: truncated or corrupt DICOM header ({type(err).__name__}: {err})") from None
+        raise DicomReadError(f"{label}: not a DICOM file ({err})") from None
+    except (EOFError, OSError, ValueError, KeyError, TypeError, AttributeError, struct.error,
+            zlib.error, NotImplementedError) as err:
+        raise DicomReadError(f"{label}: truncated or corrupt DICOM header ({type(err).__name__}: {err})") from None
 
 
-def check_decodable(ds: Dataset, path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+def check_decodable(ds: Dataset, path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
     """Refuse, from the header alone, images the device must not read."""
-    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    if "PixelData" not in ds:
+        raise DicomReadError(f"{path}: no Pixel Data element (7FE0,0010): not an image")
+    try:
+        rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    except (TypeError, ValueError) as err:
+        raise DicomReadError(f"{path}: Rows, Columns, NumberOfFrames or SamplesPerPixel is not a number ({err})") \
+            from None
     if rows <= 0 or cols <= 0:
         raise DicomReadError(f"{path}: missing or zero Rows/Columns ({rows} x {cols})")
     if rows * cols > max_pixels:
@@ -76,10 +138,8 @@ def check_decodable(ds: Dataset, path: Path, max_pixels: int = DEFAULT_MAX_PIXEL
             f"{path}: declared size {rows} x {cols} = {rows * cols:,} pixels is over the limit of "
             f"{max_pixels:,}; refused before decoding (possible decompression bomb)"
         )
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames > 1:
         raise DicomReadError(f"{path}: {frames} frames; the device reads single-frame radiographs only")
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
     if samples != 1:
         raise DicomReadError(
             f"{path}: SamplesPerPixel {samples} ({ds.get('PhotometricInterpretation', '?')}): colour images "
@@ -87,14 +147,18 @@ def check_decodable(ds: Dataset, path: Path, max_pixels: int = DEFAULT_MAX_PIXEL
         )
 
 
-def read_dicom_pixels(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode a single-frame grayscale DICOM to float32 in [0, 1], shape (Rows, Columns)."""
-    path = Path(path)
-    ds = _read(path, header_only=False)
-    check_decodable(ds, path, max_pixels)
-    if "PixelData" not in ds:
-        raise DicomReadError(f"{path}: no Pixel Data element (7FE0,0010): not an image")
-    stored = _decode(ds, path)
+def read_dicom_pixels(source: DicomSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode a single-frame grayscale DICOM (path, bytes or dataset) to float32 in [0, 1],
+    shape (Rows, Columns)."""
+    return dataset_pixels(read_dataset(source), source_label(source), max_pixels)
+
+
+def dataset_pixels(ds: Dataset, label: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """The pixels of a parsed dataset as float32 in [0, 1]; refuses what cannot be trusted
+    (see :func:`check_trustworthy`)."""
+    check_decodable(ds, label, max_pixels)
+    _check_rescale(ds, label)
+    stored = _decode(ds, label)
     try:
         values = apply_modality_lut(stored, ds)
         lo, hi = _modality_range(ds)
@@ -103,15 +167,49 @@ def read_dicom_pixels(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) ->
             lo, hi = 0.0, float(2 ** int(ds.VOILUTSequence[0].LUTDescriptor[2]) - 1)
         elif "WindowCenter" in ds and "WindowWidth" in ds:
             values = apply_voi_lut(values, ds, index=0, prefer_lut=False)
-    except (ValueError, AttributeError, TypeError, IndexError) as err:
-        raise DicomReadError(f"{path}: invalid rescale/VOI attributes ({err})") from None
-    image = (np.asarray(values, dtype=np.float64) - lo) / max(hi - lo, 1e-12)
+    except (ValueError, AttributeError, TypeError, IndexError, KeyError) as err:
+        raise DicomReadError(f"{label}: invalid rescale/VOI attributes ({err})") from None
+    values = np.asarray(values, dtype=np.float64)
+    check_trustworthy(values, label, "after the modality and VOI LUTs")
+    image = (values - lo) / max(hi - lo, 1e-12)
     if str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper() == "MONOCHROME1":
         image = 1.0 - image
-    return np.clip(image, 0.0, 1.0).astype(np.float32)
+    image = np.clip(image, 0.0, 1.0).astype(np.float32)
+    check_trustworthy(image, label, "after scaling to the output range")
+    return image
 
 
-def _decode(ds: Dataset, path: Path) -> np.ndarray:
+def check_trustworthy(image: np.ndarray, label: str, stage: str = "") -> None:
+    """Refuse pixels the device must never score: empty, non-finite or constant."""
+    where = f" {stage}" if stage else ""
+    if image.size == 0:
+        raise PixelTrustError(f"{label}: empty pixel data: nothing to score")
+    finite = np.isfinite(image)
+    if not finite.all():
+        raise PixelTrustError(f"{label}: {int((~finite).sum()):,} of {image.size:,} pixel values are not finite"
+                              f"{where} (NaN or infinity); the image cannot be trusted")
+    lo, hi = float(image.min()), float(image.max())
+    if hi - lo <= 1e-6 * max(1.0, abs(hi)):
+        raise PixelTrustError(f"{label}: every pixel has the same value ({lo:g}){where}: a blank image "
+                              "carries nothing to score")
+
+
+def _check_rescale(ds: Dataset, label: str) -> None:
+    """RescaleSlope must be a finite non-zero number and RescaleIntercept finite."""
+    for keyword in ("RescaleSlope", "RescaleIntercept"):
+        if keyword not in ds or ds[keyword].value in (None, ""):
+            continue
+        try:
+            value = float(ds[keyword].value)
+        except (TypeError, ValueError):
+            raise DicomReadError(f"{label}: {keyword} {ds[keyword].value!r} is not a number") from None
+        if not math.isfinite(value) or (keyword == "RescaleSlope" and value == 0):
+            raise PixelTrustError(f"{label}: {keyword} is {value:g}: the modality LUT would make every pixel "
+                                  f"{'non-finite' if not math.isfinite(value) else 'equal'}; the image cannot "
+                                  "be trusted")
+
+
+def _decode(ds: Dataset, path: str) -> np.ndarray:
     syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     try:
         array = ds.pixel_array

@@ -6,12 +6,18 @@ decoded the same way everywhere. DICOM is recognised by content (the ``DICM`` ma
 """
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .dicom_pixels import DEFAULT_MAX_PIXELS, DicomReadError, read_dicom_pixels
+from .dicom_pixels import (
+    DEFAULT_MAX_PIXELS,
+    DicomReadError,
+    check_trustworthy,
+    read_dicom_pixels,
+)
 from .errors import CxrDeviceError
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -22,8 +28,10 @@ class ImageReadError(CxrDeviceError):
 
 
 def is_dicom(path: str | Path) -> bool:
-    """True when the file carries the DICOM ``DICM`` marker at byte 128."""
+    """True when a regular file carries the DICOM ``DICM`` marker at byte 128."""
     try:
+        if not stat.S_ISREG(Path(path).stat().st_mode):
+            return False
         with open(path, "rb") as handle:
             head = handle.read(132)
     except OSError:
@@ -34,8 +42,10 @@ def is_dicom(path: str | Path) -> bool:
 def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode DICOM, PNG (8/16-bit; gray, RGB, RGBA) or JPEG to float32 grayscale in [0, 1], (H, W).
 
-    Images with more than ``max_pixels`` declared pixels are refused before decoding.
-    Raises :class:`ImageReadError` (or its DICOM subclass) naming the file and the problem.
+    Only regular files are opened (a pipe or device would block for ever). Images with more
+    than ``max_pixels`` declared pixels are refused before decoding; empty, non-finite or
+    constant pixels after decoding are refused too (nothing to score). Every failure, DICOM
+    included, raises :class:`ImageReadError` naming the file and the problem.
     """
     path = Path(path)
     if is_dicom(path) or path.suffix.lower() in DICOM_SUFFIXES:
@@ -44,17 +54,24 @@ def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
         except DicomReadError as err:
             raise ImageReadError(str(err)) from None
     try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise ImageReadError(f"{path}: not a regular file (a folder, pipe or device); nothing was read")
         with Image.open(path) as image:
             width, height = image.size
             if width * height > max_pixels:
                 raise ImageReadError(f"{path}: {width} x {height} pixels is over the limit of {max_pixels:,}; "
                                      "refused before decoding (possible decompression bomb)")
             image.load()
-            return _to_unit_gray(image)
+            pixels = _to_unit_gray(image)
     except FileNotFoundError:
         raise ImageReadError(f"{path}: file not found") from None
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
         raise ImageReadError(f"{path}: not a readable image ({err})") from None
+    try:
+        check_trustworthy(pixels, str(path))
+    except DicomReadError as err:
+        raise ImageReadError(str(err)) from None
+    return pixels
 
 
 def _to_unit_gray(image: Image.Image) -> np.ndarray:

@@ -39,8 +39,8 @@ from .cache import open_cache
 from .cohort import read_cohort
 from .data import CachedImages, balanced_sampler, positive_weight
 from .errors import CxrDeviceError
-from .hashing import sha256_file
 from .findings import TARGET
+from .hashing import sha256_file
 from .models import DeviceModel, build_model
 from .provenance import producer
 from .train_config import TrainConfig, load_config

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 import sys
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
@@ -40,7 +40,9 @@ def submission_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _submission(args: argparse.Namespace) -> int:
-    from .render import render_documents  # imports matplotlib and torch-free modules only on use
+    from .render import (
+        render_documents,  # imports matplotlib and torch-free modules only on use
+    )
 
     rows = matrix_rows(args.junit) if args.junit else None
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())

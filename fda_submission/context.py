@@ -14,7 +14,7 @@ import yaml
 
 from cxr_device.errors import CxrDeviceError
 from cxr_device.hashing import sha256_file
-from validation.dicom_rules import load_rules
+from cxr_device.runtime.input_rules import load_rules
 
 from .agreement import reader_agreement
 from .sample_size import study_size

@@ -19,10 +19,10 @@ import platform
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from collections.abc import Callable
 
 import torch
 import yaml

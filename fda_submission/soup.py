@@ -14,6 +14,8 @@ PURPOSE = {
     "markdown": "Markdown to HTML", "pyyaml": "configuration and rules files", "tqdm": "progress bars",
     "safetensors": "model weights without pickle", "torch": "neural network training and inference",
     "torchvision": "model architectures and image transforms", "weasyprint": "PDF rendering (optional)",
+    "pydantic": "typed validation of configurations, profiles and bundle fields",
+    "cryptography": "Ed25519 signatures of locked bundles",
 }
 
 

@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from cxr_device.bundle import BundleError, load_bundle
+from cxr_device.runtime.bundle import BundleError, load_bundle
 
 
 @pytest.fixture

@@ -12,9 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cxr_device.cli import main
-from validation.dicom_check import FAIL, PASS, UNREADABLE, check_paths, collect_paths
+from cxr_device.runtime.header_check import FAIL, PASS, UNREADABLE, collect_paths
+from cxr_device.runtime.input_rules import load_rules
+from validation.dicom_check import check_paths
 from validation.dicom_report import render
-from validation.dicom_rules import load_rules
 
 from .conftest import shared
 

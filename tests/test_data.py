@@ -6,7 +6,13 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
-from cxr_device.data import Augmentation, CachedImages, DecodedImages, balanced_sampler, positive_weight
+from cxr_device.data import (
+    Augmentation,
+    CachedImages,
+    DecodedImages,
+    balanced_sampler,
+    positive_weight,
+)
 from cxr_device.errors import CxrDeviceError
 from cxr_device.preprocessing import Preprocessing, to_stored, to_tensor
 

@@ -108,7 +108,7 @@ def test_errors_name_the_file_and_the_problem(make_dicom, tmp_path):
     cut.write_bytes(good.read_bytes()[:2000])
     with pytest.raises(DicomReadError, match="cut.dcm: truncated"):
         read_header(cut)  # caught from the header alone, without decoding
-    with pytest.raises(ImageReadError, match="cut.dcm: truncated or corrupt pixel data"):
+    with pytest.raises(ImageReadError, match="cut.dcm: truncated"):
         load_image(cut)
     no_pixels = make_dicom("nopix.dcm", PixelData=None)
     with pytest.raises(ImageReadError, match="nopix.dcm: no Pixel Data"):

@@ -7,8 +7,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 
-from validation.dicom_check import FAIL, PASS, UNREADABLE, check_file
-from validation.dicom_rules import ERROR, HIDDEN, WARNING, RulesError, load_rules
+from cxr_device.runtime.header_check import FAIL, PASS, UNREADABLE, check_file
+from cxr_device.runtime.input_rules import (
+    ERROR,
+    HIDDEN,
+    WARNING,
+    RulesError,
+    load_rules,
+)
 
 from .conftest import pydicom_test_file, shared
 

@@ -10,8 +10,18 @@ from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from validation.bootstrap import bootstrap, patient_weights
-from validation.metrics import all_metrics, auroc, average_precision, from_confusion, ranking
-from validation.threshold import max_f1_threshold, sensitivity_threshold, youden_threshold
+from validation.metrics import (
+    all_metrics,
+    auroc,
+    average_precision,
+    from_confusion,
+    ranking,
+)
+from validation.threshold import (
+    max_f1_threshold,
+    sensitivity_threshold,
+    youden_threshold,
+)
 
 PROBS = np.array([0.9, 0.8, 0.7, 0.6, 0.4, 0.2])
 LABELS = np.array([1, 1, 0, 1, 0, 0])

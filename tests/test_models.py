@@ -6,7 +6,13 @@ import torch
 from torchvision import models as tvm
 
 from cxr_device.errors import CxrDeviceError
-from cxr_device.models import ARCHITECTURES, ModelSpec, WeightsError, build_model, imagenet_cache_file
+from cxr_device.models import (
+    ARCHITECTURES,
+    ModelSpec,
+    WeightsError,
+    build_model,
+    imagenet_cache_file,
+)
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)

@@ -6,9 +6,9 @@ import gzip
 import pytest
 
 from cxr_device import exclusions as ex
+from cxr_device.ages import parse_age_years
 from cxr_device.errors import MetadataError
 from cxr_device.findings import FINDING_COLUMNS
-from cxr_device.ages import parse_age_years
 from cxr_device.nih_metadata import read_nih_metadata
 
 from .conftest import NIH_HEADER_2020, shared

@@ -7,10 +7,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxr_device.bundle import load_bundle
 from cxr_device.cli import main
-from cxr_device.inference import Predictor
-from validation.predict import ACCEPTED, NO_HEADER_NOTE, REFUSED, UNREADABLE, predict_files
+from cxr_device.runtime.bundle import load_bundle
+from cxr_device.runtime.inference import Predictor
+from cxr_device.runtime.pipeline import (
+    ACCEPTED,
+    NO_HEADER_NOTE,
+    REFUSED,
+    UNREADABLE,
+    predict_files,
+)
 
 from .conftest import pydicom_test_file
 
@@ -47,7 +53,7 @@ def test_accepted_dicom_gets_probability_and_decision_at_the_threshold(bundle, m
 
 def test_png_needs_the_flag_and_says_no_header_checks(bundle, tmp_path):
     png = tmp_path / "x.png"
-    Image.fromarray(np.full((64, 64), 90, np.uint8)).save(png)
+    Image.fromarray((np.arange(64 * 64).reshape(64, 64) % 251).astype(np.uint8)).save(png)
     [refused] = predict_files([png], bundle)
     assert refused.status == REFUSED and "--allow-non-dicom" in refused.reason
     [accepted] = predict_files([png], bundle, allow_non_dicom=True)

@@ -1,4 +1,4 @@
-"""Subcommands of ``cxr-device`` that live in ``validation``: check-dicom."""
+"""Subcommands of ``cxr-device`` that live in ``validation``: check-dicom and evaluate."""
 from __future__ import annotations
 
 import argparse
@@ -6,12 +6,13 @@ import os
 import sys
 from pathlib import Path
 
+from cxr_device.console import emit, input_files, output_file
 from cxr_device.dicom_pixels import DEFAULT_MAX_PIXELS
-from cxr_device.errors import CxrDeviceError
+from cxr_device.runtime.header_check import PASS
+from cxr_device.runtime.input_rules import load_rules
 
-from .dicom_check import PASS, check_paths, collect_paths
+from .dicom_check import check_paths
 from .dicom_report import FORMATS, render, summary_line
-from .dicom_rules import load_rules
 
 EPILOG = """\
 examples:
@@ -48,32 +49,14 @@ def check_dicom_command(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_check_dicom)
 
 
-def _input_files(inputs: list[str]) -> list[Path]:
-    """Files named or found under folders; none at all is a usage error (exit 2)."""
-    paths = collect_paths(inputs)
-    if not paths:
-        raise CxrDeviceError(f"no files found in {' '.join(inputs)}")
-    return paths
-
-
-def _emit(report: str, out: Path | None, summary: str, table: bool) -> None:
-    """The report to --out (summary to stderr) or to stdout (summary to stderr unless a table has it)."""
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(report)
-        print(f"{summary} -> {out}", file=sys.stderr)
-        return
-    sys.stdout.write(report)
-    if not table:
-        print(summary, file=sys.stderr)
-
-
 def _check_dicom(args: argparse.Namespace) -> int:
+    if args.out:
+        output_file(args.out)
     rules = load_rules(args.rules)
-    paths = _input_files(args.paths)
+    paths = input_files(args.paths)
     results = check_paths(paths, rules, workers=args.workers, decode=args.decode, show_phi=args.show_phi,
                           progress=not args.quiet and sys.stderr.isatty(), max_pixels=args.max_pixels)
-    _emit(render(results, rules, args.format), args.out, summary_line(results), args.format == "table")
+    emit(render(results, rules, args.format), args.out, summary_line(results), args.format == "table")
     return 0 if all(r.status == PASS for r in results) else 1
 
 
@@ -122,36 +105,3 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- predict -------------------------------------------------------------------------------
-def predict_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "predict", formatter_class=argparse.RawDescriptionHelpFormatter,
-        help="run the locked device on DICOM files: header checks, probability, decision (or a refusal)",
-        description="Load and verify a bundle, check each DICOM against the bundle's input rules, and score the\n"
-        "files that pass with the bundle's preprocessing, model and threshold. Files that fail the rules\n"
-        "are refused with the findings; no probability is computed for them.",
-        epilog="exit code: 0 every input accepted; 1 any refused or unreadable; 2 usage error or bad bundle\n"
-        "PHI: files are identified by path and SOP Instance UID unless --show-phi.",
-    )
-    p.add_argument("paths", nargs="+", metavar="FILE", help="DICOM files (or folders); PNG/JPEG with --allow-non-dicom")
-    p.add_argument("--bundle", required=True, type=Path, help="bundle folder (RUN/bundle)")
-    p.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format (table)")
-    p.add_argument("--out", type=Path, metavar="FILE", help="write the report here instead of standard output")
-    p.add_argument("--heatmap", type=Path, metavar="DIR", help="write a Grad-CAM overlay PNG per accepted image")
-    p.add_argument("--allow-non-dicom", action="store_true", help="also score PNG/JPEG (no header checks possible)")
-    p.add_argument("--show-phi", action="store_true", help="include PatientName, PatientID, PatientBirthDate")
-    p.set_defaults(handler=_predict)
-
-
-def _predict(args: argparse.Namespace) -> int:
-    from cxr_device.bundle import load_bundle  # imports torch: only when asked
-
-    from .predict import ACCEPTED, predict_files, render, summary
-
-    bundle = load_bundle(args.bundle)
-    paths = _input_files(args.paths)
-    results = predict_files(paths, bundle, args.allow_non_dicom, args.heatmap, args.show_phi)
-    s = summary(results)
-    line = f"{s['files']} file(s): {s[ACCEPTED]} accepted, {s['refused']} refused, {s['unreadable']} unreadable"
-    _emit(render(results, args.format), args.out, line, args.format == "table")
-    return 0 if all(r.status == ACCEPTED for r in results) else 1

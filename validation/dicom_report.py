@@ -11,9 +11,10 @@ import json
 from xml.etree import ElementTree as ET
 
 from cxr_device.provenance import producer
+from cxr_device.runtime.header_check import FAIL, PASS, UNREADABLE, FileResult
+from cxr_device.runtime.input_rules import RuleSet
 
-from .dicom_check import FAIL, PASS, UNREADABLE, FileResult, summarise
-from .dicom_rules import RuleSet
+from .dicom_check import summarise
 
 FORMATS = ("table", "json", "csv", "junit")
 

@@ -16,17 +16,17 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from cxr_device.bundle import write_bundle
 from cxr_device.cohort import read_cohort
 from cxr_device.errors import CxrDeviceError
 from cxr_device.findings import TARGET
 from cxr_device.hashing import sha256_file
 from cxr_device.provenance import producer
+from cxr_device.runtime.bundle import write_bundle
+from cxr_device.runtime.input_rules import default_rules_path, load_rules
 from cxr_device.training import load_trained, predict, resolve_device, split_datasets
 
 from . import figures as fig
 from .bootstrap import bootstrap
-from .dicom_rules import default_rules_path, load_rules
 from .metrics import confusion, from_confusion
 from .subgroups import subgroup_table
 from .threshold import MAX_F1, RULE_TEXT, operating_thresholds

@@ -1,4 +1,4 @@
-"""The DICOM-header rules engine: rules from YAML, findings for a dataset.
+"""The device's input-rules engine: DICOM-header rules from YAML, findings for a dataset.
 
 A rule set is data (see ``rules/chest_radiograph.yaml`` for the format); this module loads it,
 validates it at the boundary (unknown keys, bad severities, unknown DICOM keywords are errors
@@ -11,19 +11,28 @@ import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Union
 
-import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
-from cxr_device.ages import parse_age_years
-from cxr_device.errors import CxrDeviceError
-from cxr_device.hashing import sha256_file
+from ..ages import parse_age_years
+from ..errors import CxrDeviceError
+from ..hashing import sha256_file
+from ..validated import describe_errors
+from ..yaml_io import load_yaml
 
 ERROR, WARNING = "error", "warning"
-SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~10x faster
 DEFAULT_RULES = "chest_radiograph.yaml"
 #: Attributes whose values are protected health information: never printed without --show-phi.
 PHI_KEYWORDS = frozenset({"PatientName", "PatientID", "PatientBirthDate", "OtherPatientIDs",
@@ -141,7 +150,7 @@ class RuleSet:
 
 def default_rules_path() -> Path:
     """The shipped chest-radiograph rules file (package data)."""
-    return Path(str(resources.files("validation") / "rules" / DEFAULT_RULES))
+    return Path(str(resources.files("cxr_device.runtime") / "rules" / DEFAULT_RULES))
 
 
 def load_rules(path: str | Path | None = None) -> RuleSet:
@@ -153,11 +162,11 @@ def load_rules(path: str | Path | None = None) -> RuleSet:
 
 def _load(path: Path, label: str) -> RuleSet:
     try:
-        document = yaml.load(path.read_text(), Loader=SAFE_LOADER)
-    except FileNotFoundError:
-        raise RulesError(f"{path}: rules file not found") from None
-    except (OSError, yaml.YAMLError) as err:
-        raise RulesError(f"{path}: not a readable YAML rules file ({err})") from None
+        document = load_yaml(path, "rules file")
+    except RulesError:
+        raise
+    except CxrDeviceError as err:
+        raise RulesError(f"{err} (not a readable YAML rules file)") from None
     if not isinstance(document, dict) or not isinstance(document.get("rules"), list) or not document["rules"]:
         raise RulesError(f"{path}: expected a mapping with a non-empty 'rules' list")
     rules = tuple(_parse_rule(path, i, entry) for i, entry in enumerate(document["rules"]))
@@ -165,7 +174,35 @@ def _load(path: Path, label: str) -> RuleSet:
     duplicated = sorted({i for i in ids if ids.count(i) > 1})
     if duplicated:
         raise RulesError(f"{path}: duplicate rule id(s) {', '.join(duplicated)}")
-    return RuleSet(str(document.get("name", path.stem)), rules, label, sha256_file(path), document.get("version"))
+    version = document.get("version")
+    if version is not None and not isinstance(version, (str, int, float)):
+        raise RulesError(f"{path}: 'version' must be a number or text, got {type(version).__name__}")
+    return RuleSet(str(document.get("name", path.stem)), rules, label, sha256_file(path), version)
+
+
+Scalar = Union[StrictStr, StrictInt, StrictFloat]
+
+
+class _Bounds(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    min: float = -math.inf
+    max: float = math.inf
+
+
+class _RuleEntry(BaseModel):
+    """One rule as written in YAML: types checked before anything is evaluated."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: Union[StrictStr, StrictInt]
+    attributes: Union[StrictStr, list[StrictStr]]
+    allowed: Optional[list[Scalar]] = None
+    forbidden: Optional[list[Scalar]] = None
+    range: Optional[_Bounds] = None
+    age_range: Optional[_Bounds] = None
+    synonyms: Optional[dict[StrictStr, Scalar]] = None
+    severity: StrictStr = ERROR
+    optional: StrictBool = False
+    message: StrictStr = ""
 
 
 def _parse_rule(path: Path, index: int, entry: Any) -> Rule:
@@ -173,37 +210,39 @@ def _parse_rule(path: Path, index: int, entry: Any) -> Rule:
     if not isinstance(entry, dict):
         raise RulesError(f"{where}: expected a mapping, got {type(entry).__name__}")
     where = f"{path}: rule '{entry.get('id', f'#{index + 1}')}'"
-    unknown = set(entry) - _RULE_KEYS
+    unknown = set(map(str, entry)) - _RULE_KEYS
     if unknown:
         raise RulesError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_RULE_KEYS))}")
     if "id" not in entry or "attributes" not in entry:
         raise RulesError(f"{where}: needs 'id' and 'attributes'")
-    attributes = entry["attributes"]
-    attributes = (attributes,) if isinstance(attributes, str) else tuple(attributes)
+    try:
+        rule = _RuleEntry.model_validate(entry)
+    except ValidationError as err:
+        raise RulesError(f"{where}: {describe_errors(err)}") from None
+    attributes = (rule.attributes,) if isinstance(rule.attributes, str) else tuple(rule.attributes)
     bad = [a for a in attributes if tag_for_keyword(a) is None]
     if bad or not attributes:
         raise RulesError(f"{where}: unknown DICOM keyword(s) {', '.join(map(str, bad)) or '(none given)'}")
-    severity = str(entry.get("severity", ERROR)).lower()
+    severity = rule.severity.lower()
     if severity not in (ERROR, WARNING):
-        raise RulesError(f"{where}: severity must be 'error' or 'warning', got {entry.get('severity')!r}")
-    checks = [k for k in ("allowed", "forbidden", "range", "age_range") if k in entry]
+        raise RulesError(f"{where}: severity must be 'error' or 'warning', got {rule.severity!r}")
+    checks = [k for k in ("allowed", "forbidden", "range", "age_range") if getattr(rule, k) is not None]
     if len(checks) != 1:
         raise RulesError(f"{where}: give exactly one of allowed, forbidden, range, age_range (got {checks or 'none'})")
-    values = {k: frozenset(_normalise(v) for v in entry[k]) for k in ("allowed", "forbidden") if k in entry}
-    bounds = {k: _bounds(where, entry[k]) for k in ("range", "age_range") if k in entry}
-    synonyms = {_normalise(k): _normalise(v) for k, v in (entry.get("synonyms") or {}).items()}
-    return Rule(id=str(entry["id"]), attributes=attributes, severity=severity, message=str(entry.get("message", "")),
-                synonyms=synonyms, optional=bool(entry.get("optional", False)), **values, **bounds)
+    values = {k: frozenset(_normalise(v) for v in getattr(rule, k))
+              for k in ("allowed", "forbidden") if getattr(rule, k) is not None}
+    bounds = {k: _bounds(where, getattr(rule, k)) for k in ("range", "age_range") if getattr(rule, k) is not None}
+    synonyms = {_normalise(k): _normalise(v) for k, v in (rule.synonyms or {}).items()}
+    return Rule(id=str(rule.id), attributes=attributes, severity=severity, message=rule.message,
+                synonyms=synonyms, optional=rule.optional, **values, **bounds)
 
 
-def _bounds(where: str, spec: Any) -> tuple[float, float]:
-    try:
-        lo, hi = float(spec.get("min", -math.inf)), float(spec.get("max", math.inf))
-    except (AttributeError, TypeError, ValueError):
-        raise RulesError(f"{where}: a range is {{min: N, max: M}}, got {spec!r}") from None
-    if lo > hi:
-        raise RulesError(f"{where}: range min {lo:g} is above max {hi:g}")
-    return lo, hi
+def _bounds(where: str, spec: _Bounds) -> tuple[float, float]:
+    if math.isnan(spec.min) or math.isnan(spec.max):
+        raise RulesError(f"{where}: a range bound is not a number")
+    if spec.min > spec.max:
+        raise RulesError(f"{where}: range min {spec.min:g} is above max {spec.max:g}")
+    return spec.min, spec.max
 
 
 def _first_present(ds: Dataset, keywords: tuple[str, ...]) -> tuple[str | None, Any]:

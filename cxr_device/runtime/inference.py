@@ -1,5 +1,5 @@
-"""Inference with a locked bundle: the same loader and preprocessing as training, then the
-model, the bundle's threshold, and optionally a Grad-CAM map.
+"""Scoring with a locked bundle: the same preprocessing as training, then the model, the
+bundle's threshold, and optionally a Grad-CAM map.
 
 Grad-CAM (Selvaraju et al., 2017) weights the activations of the model's last convolutional
 block by the spatially averaged gradient of the pneumonia logit, keeps the positive part and
@@ -15,9 +15,9 @@ import torch
 from matplotlib import colormaps
 from PIL import Image, ImageDraw
 
+from ..imageio import load_image
+from ..preprocessing import center_crop, to_stored, to_tensor
 from .bundle import Bundle
-from .imageio import load_image
-from .preprocessing import center_crop, to_stored, to_tensor
 
 POSITIVE, NEGATIVE = "pneumonia", "no pneumonia"
 HEATMAP_CAPTION = "Grad-CAM: an aid to interpretation, not a diagnosis"
@@ -33,10 +33,15 @@ class Predictor:
         self.pre = bundle.preprocessing
         self.threshold = bundle.threshold
 
-    def prepare(self, path: str | Path) -> tuple[torch.Tensor, np.ndarray]:
-        """(model input (1, S, S), the same crop as uint8 for display) from a file."""
-        stored = to_stored(load_image(path), self.pre)
+    def prepare_image(self, image: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """(model input (1, S, S), the same crop as uint8 for display) from a decoded float32
+        [0, 1] image (H, W), through the one preprocessing of training."""
+        stored = to_stored(image, self.pre)
         return to_tensor(stored, self.pre), center_crop(stored, self.pre.image_size)
+
+    def prepare(self, path: str | Path) -> tuple[torch.Tensor, np.ndarray]:
+        """:meth:`prepare_image` of a file read with the one image loader."""
+        return self.prepare_image(load_image(path))
 
     @torch.inference_mode()
     def probabilities(self, inputs: torch.Tensor) -> np.ndarray:

@@ -1,0 +1,162 @@
+"""The device runtime: one input in, a checked decision out - or a refusal that says why.
+
+An input is a path, the bytes of a DICOM file, or a ``pydicom.Dataset``. A DICOM is parsed
+once: the bundle's own header rules run on that dataset and, when they pass, its pixels are
+decoded from the same dataset, preprocessed exactly as in training, scored by the locked model
+and decided at the locked threshold. A file that fails the rules is ``refused`` with the
+findings; one that cannot be read, decoded or trusted (non-finite, constant or empty pixels, a
+non-finite model output) is ``unreadable`` with the reason. No probability is computed for
+either. PNG/JPEG paths are refused unless ``allow_non_dicom``, and then carry a note that no
+header checks were possible. Every input appears once, in input order; no PHI unless
+``show_phi``.
+
+``predict``, ``assess`` and the DICOM node all score through :class:`DevicePipeline`.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+from pydicom.dataset import Dataset
+
+from ..dicom_pixels import DicomReadError, dataset_pixels, read_dataset, source_label
+from ..errors import CxrDeviceError
+from ..imageio import DICOM_SUFFIXES, is_dicom, load_image
+from .bundle import Bundle
+from .header_check import FAIL, UNREADABLE, check_dataset, without_label
+from .inference import Predictor, save_overlay
+
+ACCEPTED, REFUSED = "accepted", "refused"
+NO_HEADER_NOTE = "not a DICOM: no header checks were possible"
+#: What the runtime scores: a file path, the bytes of a DICOM file, or a parsed dataset.
+DeviceInput = Union[str, Path, bytes, bytearray, Dataset]
+
+
+@dataclass
+class Prediction:
+    """The device's answer for one input, with the identifiers needed to answer in its study."""
+
+    path: str  # the file's path, or how an in-memory input is named
+    status: str  # accepted | refused | unreadable
+    sop_instance_uid: str = ""
+    study_instance_uid: str = ""
+    series_instance_uid: str = ""
+    probability: float | None = None
+    decision: str | None = None
+    threshold: float | None = None
+    findings: list[dict] = field(default_factory=list)
+    reason: str = ""
+    note: str = ""
+    heatmap: str = ""
+    phi: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        """The non-empty fields (status always), for JSON reports."""
+        return {k: v for k, v in asdict(self).items() if v or k == "status"}
+
+
+class DevicePipeline:
+    """A verified bundle with its input rules parsed and its model ready: build once, reuse
+    for every input (what a service keeps in memory)."""
+
+    def __init__(self, bundle: Bundle, device: str | torch.device = "cpu"):
+        self.bundle = bundle
+        self.rules = bundle.rules
+        self.predictor = Predictor(bundle, device)
+
+    def run(self, inputs: list[DeviceInput], allow_non_dicom: bool = False, heatmap_dir: Path | None = None,
+            show_phi: bool = False, batch_size: int = 16) -> list[Prediction]:
+        """Check, score and explain every input; one :class:`Prediction` per input, in order."""
+        results: list[Prediction] = []
+        ready: list[tuple[Prediction, torch.Tensor, np.ndarray]] = []
+        for source in inputs:
+            result, image = self._gate(source, allow_non_dicom, show_phi)
+            results.append(result)
+            if image is not None:
+                tensor, display = self.predictor.prepare_image(image)
+                ready.append((result, tensor, display))
+        for start in range(0, len(ready), batch_size):
+            chunk = ready[start:start + batch_size]
+            probabilities = self.predictor.probabilities(torch.stack([t for _, t, _ in chunk]))
+            for (result, tensor, display), p in zip(chunk, probabilities):
+                self._decide(result, float(p))
+                if heatmap_dir is not None and result.status == ACCEPTED:
+                    result.heatmap = str(self._heatmap(result, tensor, display, heatmap_dir))
+        return results
+
+    def _gate(self, source: DeviceInput, allow_non_dicom: bool,
+              show_phi: bool) -> tuple[Prediction, np.ndarray | None]:
+        """The result so far and the decoded image, or a refusal / unreadable with no image."""
+        label = source_label(source)
+        result = Prediction(label, ACCEPTED)
+        dicom = not isinstance(source, (str, Path)) or is_dicom(source) \
+            or Path(source).suffix.lower() in DICOM_SUFFIXES
+        if not dicom:
+            if not allow_non_dicom:
+                result.status = REFUSED
+                result.reason = "not a DICOM file; PNG/JPEG need --allow-non-dicom (no header checks)"
+                return result, None
+            result.note = NO_HEADER_NOTE
+            try:
+                return result, load_image(source)
+            except CxrDeviceError as err:
+                return _unreadable(result, without_label(err, label)), None
+        try:
+            ds = read_dataset(source, header_only=True)
+        except DicomReadError as err:
+            return _unreadable(result, without_label(err, label)), None
+        except Exception as err:  # pydicom may fail in ways its docs do not list
+            return _unreadable(result, f"unexpected error reading the header: {type(err).__name__}: {err}"), None
+        check = check_dataset(ds, self.rules, label, show_phi)
+        result.sop_instance_uid, result.phi = check.sop_instance_uid, check.phi
+        result.study_instance_uid = str(ds.get("StudyInstanceUID", ""))
+        result.series_instance_uid = str(ds.get("SeriesInstanceUID", ""))
+        result.findings = [asdict(f) for f in check.findings]
+        if check.status == FAIL:
+            result.status, result.reason = REFUSED, "; ".join(f"{f.rule}: {f.message}" for f in check.errors)
+            return result, None
+        try:
+            return result, dataset_pixels(ds, label)  # pixels of the same parse
+        except CxrDeviceError as err:
+            return _unreadable(result, without_label(err, label)), None
+        except Exception as err:
+            return _unreadable(result, f"pixel data: {type(err).__name__}: {err}"), None
+
+    def _decide(self, result: Prediction, probability: float) -> None:
+        if not math.isfinite(probability):
+            _unreadable(result, f"the model returned a non-finite probability ({probability}); nothing is decided")
+            return
+        result.probability, result.threshold = probability, self.predictor.threshold
+        result.decision = self.predictor.decision(probability)
+
+    def _heatmap(self, result: Prediction, tensor: torch.Tensor, display: np.ndarray, folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        lines = [Path(result.path).name, f"device decision: {result.decision} "
+                 f"(p = {result.probability:.3f}, threshold {result.threshold:.3f})"]
+        return save_overlay(display, self.predictor.grad_cam(tensor), folder / heatmap_name(result), lines)
+
+
+def heatmap_name(result: Prediction) -> str:
+    """``<stem>_<8 hex of the full path (or UID)>_gradcam.png``: inputs with the same file name
+    in different folders never overwrite each other's maps, and a name is stable across runs."""
+    in_memory = result.path.startswith(("dataset ", "<"))
+    stem = "dataset" if in_memory else Path(result.path).stem
+    key = result.sop_instance_uid if in_memory else str(Path(result.path).absolute())
+    return f"{stem}_{hashlib.sha256(key.encode()).hexdigest()[:8]}_gradcam.png"
+
+
+def _unreadable(result: Prediction, reason: str) -> Prediction:
+    result.status, result.reason = UNREADABLE, reason
+    result.probability = result.decision = result.threshold = None
+    return result
+
+
+def predict_files(inputs: list[DeviceInput], bundle: Bundle, allow_non_dicom: bool = False,
+                  heatmap_dir: Path | None = None, show_phi: bool = False, batch_size: int = 16) -> list[Prediction]:
+    """One-off convenience: :class:`DevicePipeline` built for this call."""
+    return DevicePipeline(bundle).run(inputs, allow_non_dicom, heatmap_dir, show_phi, batch_size)
