@@ -25,7 +25,9 @@ from .findings import TARGET
 from .hashing import sha256_file
 from .image_index import attach_paths, index_images
 from .nih_metadata import MetadataTable, read_nih_metadata
-from .provenance import producer
+from .provenance import SYNTHETIC_MARKER, producer
+from .run_layout import COHORT_CSV, EXCLUSIONS_CSV
+from .run_layout import COHORT_SUMMARY as SUMMARY_JSON
 from .splits import (
     SPLITS,
     assert_patient_disjoint,
@@ -36,11 +38,7 @@ from .splits import (
     split_by_patient,
     subsample_val_prevalence,
 )
-from .synth import SYNTHETIC_MARKER
 
-COHORT_CSV = "cohort.csv"
-SUMMARY_JSON = "summary.json"
-EXCLUSIONS_CSV = "exclusions.csv"
 ORPHANS_TXT = "images_without_row.txt"
 
 

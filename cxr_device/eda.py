@@ -18,9 +18,9 @@ from .cohort import read_cohort
 from .findings import FINDING_COLUMNS, NIH_FINDINGS, TARGET
 from .imageio import ImageReadError, load_image
 from .provenance import producer
+from .run_layout import EDA_JSON
 from .splits import SPLITS
 
-EDA_JSON = "eda.json"
 FIGURES = {
     "age_by_class": "age_by_class.png",
     "sex_view_by_class": "sex_view_by_class.png",

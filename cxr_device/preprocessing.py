@@ -8,7 +8,7 @@ An image goes through two stages:
    uncached paths give the same bytes.
 2. :func:`to_tensor` - uint8 (S, S) -> centre crop to ``image_size`` -> float in [0, 1] ->
    ``(x - mean) / std`` -> tensor (1, image_size, image_size). Training replaces the centre
-   crop with the augmentations of :mod:`cxr_device.augment`; everything else is identical.
+   crop with the augmentations of :class:`cxr_device.data.Augmentation`; everything else is identical.
 
 The image stays single-channel: models adapt their first convolution to one channel (see
 :mod:`cxr_device.models`), which equals replicating the gray channel into RGB.

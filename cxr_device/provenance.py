@@ -7,6 +7,9 @@ from typing import Any
 
 from . import __version__
 
+#: The file a generator of synthetic data writes beside it; every later step records its presence.
+SYNTHETIC_MARKER = "synthetic.json"
+
 
 def producer(step: str, settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """A deterministic record of the producing step (no timestamps, so outputs stay byte-stable)."""

@@ -23,8 +23,8 @@ from tqdm import tqdm
 from . import __version__
 from .errors import CxrDeviceError
 from .findings import NIH_FINDINGS
+from .provenance import SYNTHETIC_MARKER
 
-SYNTHETIC_MARKER = "synthetic.json"
 METADATA_NAME = "Data_Entry_SYNTHETIC.csv"
 NIH_HEADER = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,"
               "View Position,OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]")

@@ -5,7 +5,7 @@
   validation split has one class) with patience; ``best.pt`` and ``last.pt`` checkpoints.
 * CUDA: bf16 autocast where supported, channels_last; peak memory and images/s logged.
 * Reproducible: every epoch reseeds torch, the sampler and the loader workers from
-  ``seed + epoch``, so a resumed run repeats the uninterrupted one exactly.
+  ``seed * 1000 + epoch``, so a resumed run repeats the uninterrupted one exactly.
 * Multi-GPU: under ``torchrun --nproc_per_node N`` the same command trains with
   DistributedDataParallel and a DistributedSampler; rank 0 alone validates and writes files.
 
@@ -43,6 +43,14 @@ from .findings import TARGET
 from .hashing import sha256_file
 from .models import DeviceModel, build_model
 from .provenance import producer
+from .run_layout import (
+    BEST,
+    COHORT_CSV,
+    LAST,
+    TRAINING_CURVES,
+    RunLayout,
+    default_cache_root,
+)
 from .train_config import TrainConfig, load_config
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_auroc", "val_ap", "lr", "seconds", "images_per_s",
@@ -109,8 +117,8 @@ def train(cohort_dir: str | Path, run_dir: str | Path, config: TrainConfig, resu
     if device.type == "cuda":
         torch.cuda.set_device(device)
     main = rank == 0
-    model_dir = Path(run_dir) / "model"
-    last_path = model_dir / "last.pt"
+    layout = RunLayout(run_dir)
+    model_dir, last_path = layout.model, layout.checkpoint(LAST)
     if main:
         model_dir.mkdir(parents=True, exist_ok=True)
         if last_path.exists() and not resume:
@@ -119,7 +127,7 @@ def train(cohort_dir: str | Path, run_dir: str | Path, config: TrainConfig, resu
 
     frame, _ = read_cohort(cohort_dir)
     pre = config.preprocessing
-    cache_root = Path(config.cache_dir) if config.cache_dir else Path(cohort_dir).resolve().parent / "cache"
+    cache_root = Path(config.cache_dir) if config.cache_dir else default_cache_root(cohort_dir)
     if not main:
         dist.barrier()  # rank 0 builds the cache first
     cache = open_cache(frame, pre, cache_root, config.workers, progress and main)  # test too, for evaluate
@@ -205,8 +213,8 @@ def train(cohort_dir: str | Path, run_dir: str | Path, config: TrainConfig, resu
             torch.save(checkpoint, last_path)
             if improved:
                 torch.save({"model": model.state_dict(), "epoch": epoch, "config": config.as_dict()},
-                           model_dir / "best.pt")
-            _write_outputs(model_dir, model, config, history, cache, device, world, best_epoch, cohort_dir)
+                           layout.checkpoint(BEST))
+            _write_outputs(layout, model, config, history, cache, device, world, best_epoch, cohort_dir)
             stop[0] = float(bad_epochs >= config.patience)
         if world > 1:
             dist.broadcast(stop, src=0)
@@ -293,12 +301,11 @@ def evaluate_split(model: DeviceModel, dataset, loss_fn, device, config: TrainCo
 
 
 # --- outputs -------------------------------------------------------------------------------
-def _write_outputs(model_dir: Path, model: DeviceModel, config: TrainConfig, history: list[dict], cache,
+def _write_outputs(layout: RunLayout, model: DeviceModel, config: TrainConfig, history: list[dict], cache,
                    device: torch.device, world: int, best_epoch: int, cohort_dir: str | Path) -> None:
-    pd.DataFrame(history, columns=HISTORY_COLUMNS).to_csv(model_dir / "history.csv", index=False,
-                                                          lineterminator="\n")
-    (model_dir / "config.yaml").write_text(yaml.safe_dump(config.as_dict(), sort_keys=False))
-    (model_dir / "layers.json").write_text(json.dumps(model.layer_report(), indent=2) + "\n")
+    pd.DataFrame(history, columns=HISTORY_COLUMNS).to_csv(layout.history, index=False, lineterminator="\n")
+    layout.train_config.write_text(yaml.safe_dump(config.as_dict(), sort_keys=False))
+    layout.layers.write_text(json.dumps(model.layer_report(), indent=2) + "\n")
     summary = {
         "device": str(device),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
@@ -308,14 +315,14 @@ def _write_outputs(model_dir: Path, model: DeviceModel, config: TrainConfig, his
                 else "off"),
         "best_epoch": best_epoch,
         "epochs_run": len(history),
-        "cohort": {"dir": str(Path(cohort_dir).resolve()), "sha256": sha256_file(Path(cohort_dir) / "cohort.csv")},
+        "cohort": {"dir": str(Path(cohort_dir).resolve()), "sha256": sha256_file(Path(cohort_dir) / COHORT_CSV)},
         "cache": {"folder": str(cache.folder), "status": cache.status, "n_unreadable": int(len(cache.failed)),
                   "unreadable": cache.failed[["image_id", "reason"]].to_dict("records")},
         "produced_by": producer("train"),
     }
-    (model_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    layout.train_summary.write_text(json.dumps(summary, indent=2) + "\n")
     weighted = config.imbalance == "weighted_loss"
-    plot_history(pd.DataFrame(history, columns=HISTORY_COLUMNS), model_dir / "training_curves.png", best_epoch,
+    plot_history(pd.DataFrame(history, columns=HISTORY_COLUMNS), layout.model / TRAINING_CURVES, best_epoch,
                  "BCE loss (class-weighted)" if weighted else "BCE loss")
 
 
@@ -346,18 +353,17 @@ def plot_history(history: pd.DataFrame, path: Path, best_epoch: int | None = Non
     fig.savefig(path, dpi=120, bbox_inches="tight")
 
 
-def load_trained(run_dir: str | Path, checkpoint: str = "best.pt") -> tuple[DeviceModel, TrainConfig, dict]:
+def load_trained(run_dir: str | Path, checkpoint: str = BEST) -> tuple[DeviceModel, TrainConfig, dict]:
     """The model of a finished run (on the CPU), its config and the checkpoint's metadata."""
-    model_dir = Path(run_dir) / "model"
-    path = model_dir / checkpoint
+    layout = RunLayout(run_dir)
+    path = layout.checkpoint(checkpoint)
     if not path.is_file():
         raise CxrDeviceError(f"{path}: not found; train first with `cxr-device train --out {run_dir}`")
-    config = load_config(model_dir / "config.yaml")
+    config = load_config(layout.train_config)
     state = torch.load(path, map_location="cpu", weights_only=True)
     model = build_model(replace(config.model, weights="none"))
     model.load_state_dict(state["model"])
-    summary_path = model_dir / "train_summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    summary = json.loads(layout.train_summary.read_text()) if layout.train_summary.is_file() else {}
     return model.eval(), config, {"checkpoint": checkpoint, "epoch": int(state["epoch"]), **summary}
 
 
@@ -367,7 +373,7 @@ def split_datasets(cohort_dir: str | Path, config: TrainConfig,
     training; the cache is opened once for all of them). Images that failed to decode are left
     out (the cache lists them)."""
     frame, _ = read_cohort(cohort_dir)
-    cache_root = Path(config.cache_dir) if config.cache_dir else Path(cohort_dir).resolve().parent / "cache"
+    cache_root = Path(config.cache_dir) if config.cache_dir else default_cache_root(cohort_dir)
     cache = open_cache(frame, config.preprocessing, cache_root, config.workers)
     readable = frame[~frame["image_id"].isin(set(cache.failed["image_id"]))]
     out = {}
@@ -379,7 +385,7 @@ def split_datasets(cohort_dir: str | Path, config: TrainConfig,
 
 
 def score_checkpoint(cohort_dir: str | Path, run_dir: str | Path, split: str = "test",
-                     checkpoint: str = "best.pt") -> dict:
+                     checkpoint: str = BEST) -> dict:
     """AUROC, AP and counts of a saved model on one split of its cohort. The full assessment
     with thresholds and confidence intervals is ``cxr-device evaluate``."""
     model, config, meta = load_trained(run_dir, checkpoint)

@@ -147,6 +147,7 @@ def demo_config_path() -> Path:
 
 def _demo(args: argparse.Namespace) -> int:
     from cxr_device.demo import write_demo_dicoms
+    from cxr_device.run_layout import COHORT_SUMMARY, RunLayout
     from validation.bootstrap import format_interval as ci
 
     from .pipeline import Pipeline
@@ -159,8 +160,9 @@ def _demo(args: argparse.Namespace) -> int:
     manifest = Pipeline(config, args.out, progress=not args.quiet and sys.stderr.isatty(),
                         log=lambda line: print(f"  {line}")).run()
     dicoms = write_demo_dicoms(args.out / "dicom", config.seed)
-    metrics = json.loads((args.out / "evaluation" / "metrics.json").read_text())
-    cohort = json.loads((args.out / "cohort" / "summary.json").read_text())
+    run = RunLayout(args.out)
+    metrics = json.loads(run.metrics.read_text())
+    cohort = json.loads((run.cohort / COHORT_SUMMARY).read_text())
     test = metrics["splits"]["test"]
     print(f"cxr-device demo on SYNTHETIC data (phantoms, not patients) in {args.out}: "
           f"{' -> '.join(manifest['steps'])} in {manifest['wall_seconds']:.0f} s")

@@ -14,6 +14,7 @@ import yaml
 
 from cxr_device.errors import CxrDeviceError
 from cxr_device.hashing import sha256_file
+from cxr_device.run_layout import COHORT_CSV, COHORT_SUMMARY, RULES, RunLayout
 from cxr_device.runtime.input_rules import load_rules
 
 from .agreement import reader_agreement
@@ -48,24 +49,25 @@ def _need(path: Path, command: str) -> Path:
 def build_context(run_dir: str | Path, profile: dict, junit_rows: list | None = None) -> dict:
     """The template context of both documents."""
     run = Path(run_dir)
+    layout = RunLayout(run)
     read: dict[str, Path] = {}
 
     def load_json(path: Path, command: str) -> dict:
         read[str(path)] = _need(path, command)
         return json.loads(path.read_text())
 
-    train_summary = load_json(run / "model" / "train_summary.json", f"cxr-device train --out {run}")
-    cohort_dir = Path(train_summary.get("cohort", {}).get("dir") or run / "cohort")
-    cohort = load_json(cohort_dir / "summary.json", f"cxr-device cohort --out {cohort_dir}")
-    eda = load_json(run / "eda" / "eda.json", f"cxr-device eda --cohort {cohort_dir} --out {run / 'eda'}")
-    layers = load_json(run / "model" / "layers.json", f"cxr-device train --out {run}")
-    metrics = load_json(run / "evaluation" / "metrics.json", f"cxr-device evaluate --run {run}")
-    device = load_json(run / "bundle" / "device.json", f"cxr-device evaluate --run {run}")
-    config_path = _need(run / "model" / "config.yaml", f"cxr-device train --out {run}")
-    history_path = _need(run / "model" / "history.csv", f"cxr-device train --out {run}")
-    rules_path = _need(run / "bundle" / "input_rules.yaml", f"cxr-device evaluate --run {run}")
-    read.update({str(p): p for p in (config_path, history_path, rules_path, cohort_dir / "cohort.csv",
-                                     run / "evaluation" / "predictions.csv")})
+    train_summary = load_json(layout.train_summary, f"cxr-device train --out {run}")
+    cohort_dir = Path(train_summary.get("cohort", {}).get("dir") or layout.cohort)
+    cohort = load_json(cohort_dir / COHORT_SUMMARY, f"cxr-device cohort --out {cohort_dir}")
+    eda = load_json(layout.eda_json, f"cxr-device eda --cohort {cohort_dir} --out {layout.eda}")
+    layers = load_json(layout.layers, f"cxr-device train --out {run}")
+    metrics = load_json(layout.metrics, f"cxr-device evaluate --run {run}")
+    device = load_json(layout.device_json, f"cxr-device evaluate --run {run}")
+    config_path = _need(layout.train_config, f"cxr-device train --out {run}")
+    history_path = _need(layout.history, f"cxr-device train --out {run}")
+    rules_path = _need(layout.bundle / RULES, f"cxr-device evaluate --run {run}")
+    read.update({str(p): p for p in (config_path, history_path, rules_path, cohort_dir / COHORT_CSV,
+                                     layout.predictions)})
     config = yaml.safe_load(config_path.read_text())
     history = pd.read_csv(history_path).to_dict("records")
     rules = load_rules(rules_path)
@@ -82,8 +84,8 @@ def build_context(run_dir: str | Path, profile: dict, junit_rows: list | None = 
         agreement = reader_agreement(profile["reader_study_labels"])
         read[agreement["path"]] = Path(agreement["path"])
 
-    figures = {f"eda_{k}": run / "eda" / v for k, v in eda["figures"].items()}
-    figures.update({k: run / "evaluation" / v for k, v in metrics["figures"].items()})
+    figures = {f"eda_{k}": layout.eda / v for k, v in eda["figures"].items()}
+    figures.update({k: layout.evaluation / v for k, v in metrics["figures"].items()})
     return {
         "profile": profile,
         "synthetic": synthetic,

@@ -33,6 +33,7 @@ from cxr_device.eda import run_eda
 from cxr_device.errors import CxrDeviceError
 from cxr_device.hashing import sha256_file
 from cxr_device.image_index import index_images
+from cxr_device.run_layout import LAST, RunLayout
 from cxr_device.synth import METADATA_NAME, generate
 from cxr_device.train_config import config_from_dict
 from cxr_device.training import train
@@ -44,8 +45,8 @@ from .run_config import RunConfig
 from .soup import soup_list
 from .trace import matrix_rows
 
-MANIFEST = "manifest.json"
 RAN, SKIPPED, RESUMED = "ran", "skipped (up to date)", "resumed from model/last.pt"
+#: The folders each step writes (RunLayout attribute names).
 OUTPUT_DIRS = {"synth": ["data"], "cohort": ["cohort"], "eda": ["eda"], "train": ["model"],
                "evaluate": ["evaluation", "bundle"], "submission": ["submission"]}
 
@@ -55,7 +56,8 @@ class Pipeline:
 
     def __init__(self, config: RunConfig, out: str | Path, progress: bool = True, log: Callable[[str], None] = print):
         self.config, self.out, self.progress, self.log = config, Path(out), progress, log
-        self.manifest_path = self.out / MANIFEST
+        self.layout = RunLayout(self.out)
+        self.manifest_path = self.layout.manifest
         previous = json.loads(self.manifest_path.read_text()) if self.manifest_path.is_file() else {}
         self.previous_steps = previous.get("steps", {})
         self.steps = [s for s in STEPS if s != "synth" or config.synthetic is not None]
@@ -65,7 +67,7 @@ class Pipeline:
     def cohort_settings(self):
         settings = self.config.cohort
         if self.config.synthetic is not None:
-            data = self.out / "data"
+            data = self.layout.data
             settings = replace(settings, metadata=str(data / METADATA_NAME), images=(str(data),), folders=None)
         return settings
 
@@ -82,7 +84,7 @@ class Pipeline:
 
     def _inputs(self, step: str) -> dict[str, str]:
         """sha256 of each input file (a listing digest for image folders)."""
-        out, files = self.out, []
+        run, files = self.layout, []
         if step == "cohort":
             s = self.cohort_settings
             files = [p for p in (s.metadata, s.train_val_list, s.test_list) if p]
@@ -91,16 +93,16 @@ class Pipeline:
                 if roots and not s.metadata_only else {}
             return {**{str(f): sha256_file(f) for f in files}, **listings}
         if step in ("eda", "train"):
-            files = [out / "cohort" / "cohort.csv"]
+            files = [run.cohort_csv]
         elif step == "evaluate":
-            files = [out / "cohort" / "cohort.csv", out / "model" / "best.pt"]
+            files = [run.cohort_csv, run.checkpoint()]
         elif step == "submission":
-            files = [out / "evaluation" / "metrics.json", out / "bundle" / "device.json", out / "eda" / "eda.json"]
+            files = [run.metrics, run.device_json, run.eda_json]
             files += [Path(p) for p in (self.config.submission["profile"], self.config.submission["junit"]) if p]
         return {str(f): sha256_file(f) for f in files if Path(f).is_file()}
 
     def _output_dirs(self, step: str) -> list[Path]:
-        return [self.out / d for d in OUTPUT_DIRS[step]]
+        return [getattr(self.layout, d) for d in OUTPUT_DIRS[step]]
 
     def _outputs(self, step: str) -> dict[str, str]:
         return {str(p.relative_to(self.out)): sha256_file(p) for d in self._output_dirs(step) if d.is_dir()
@@ -140,32 +142,32 @@ class Pipeline:
         return manifest
 
     def _run_synth(self, _restart: bool) -> str:
-        shutil.rmtree(self.out / "data", ignore_errors=True)
-        generate(self.out / "data", self.config.synthetic, progress=self.progress)
+        shutil.rmtree(self.layout.data, ignore_errors=True)
+        generate(self.layout.data, self.config.synthetic, progress=self.progress)
         return RAN
 
     def _run_cohort(self, _restart: bool) -> str:
         cohort = build_cohort(self.cohort_settings)
-        write_cohort(cohort, self.out / "cohort")
+        write_cohort(cohort, self.layout.cohort)
         if cohort.n_invalid:
             self.log(f"cohort     {cohort.n_invalid} invalid row(s) excluded: see cohort/exclusions.csv")
         return RAN
 
     def _run_eda(self, _restart: bool) -> str:
-        run_eda(self.out / "cohort", self.out / "eda", self.config.eda["pixel_sample"], self.config.eda["seed"],
+        run_eda(self.layout.cohort, self.layout.eda, self.config.eda["pixel_sample"], self.config.eda["seed"],
                 progress=self.progress)
         return RAN
 
     def _run_train(self, restart: bool) -> str:
         config = config_from_dict(self.config.train, self.config.source)
-        model_dir = self.out / "model"
-        saved = model_dir / "config.yaml"
-        resume = (model_dir / "last.pt").is_file() and not restart and saved.is_file() \
+        model_dir = self.layout.model
+        saved = self.layout.train_config
+        resume = self.layout.checkpoint(LAST).is_file() and not restart and saved.is_file() \
             and yaml.safe_load(saved.read_text()) == config.as_dict() \
             and not self.previous_steps.get("train", {}).get("complete")
         if not resume:
             shutil.rmtree(model_dir, ignore_errors=True)
-        train(self.out / "cohort", self.out, config, resume=resume, progress=self.progress)
+        train(self.layout.cohort, self.out, config, resume=resume, progress=self.progress)
         return RESUMED if resume else RAN
 
     def _run_evaluate(self, _restart: bool) -> str:
@@ -175,8 +177,8 @@ class Pipeline:
 
     def _run_submission(self, _restart: bool) -> str:
         s = self.config.submission
-        shutil.rmtree(self.out / "submission", ignore_errors=True)
-        render_documents(self.out, self.out / "submission", s["profile"], tuple(s["formats"]),
+        shutil.rmtree(self.layout.submission, ignore_errors=True)
+        render_documents(self.out, self.layout.submission, s["profile"], tuple(s["formats"]),
                          matrix_rows(Path(s["junit"])) if s["junit"] else None)
         return RAN
 

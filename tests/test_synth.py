@@ -7,14 +7,8 @@ import numpy as np
 from PIL import Image
 
 from cxr_device.nih_metadata import read_nih_metadata
-from cxr_device.synth import (
-    METADATA_NAME,
-    NIH_HEADER,
-    SYNTHETIC_MARKER,
-    SynthSettings,
-    generate,
-    phantom,
-)
+from cxr_device.provenance import SYNTHETIC_MARKER
+from cxr_device.synth import METADATA_NAME, NIH_HEADER, SynthSettings, generate, phantom
 
 
 def test_layout_marker_and_readable_by_the_nih_reader(synth_dataset):

@@ -21,6 +21,7 @@ from cxr_device.errors import CxrDeviceError
 from cxr_device.findings import TARGET
 from cxr_device.hashing import sha256_file
 from cxr_device.provenance import producer
+from cxr_device.run_layout import COHORT_CSV, RunLayout
 from cxr_device.runtime.bundle import write_bundle
 from cxr_device.runtime.input_rules import default_rules_path, load_rules
 from cxr_device.training import load_trained, predict, resolve_device, split_datasets
@@ -37,9 +38,9 @@ PREDICTION_COLUMNS = ["image_id", "patient_id", "probability", "label", "split",
 def evaluate_run(run_dir: str | Path, n_bootstrap: int = 2000, seed: int = 0, target_sensitivity: float = 0.9,
                  rules: str | Path | None = None, progress: bool = True) -> dict:
     """Evaluate ``run_dir/model/best.pt``; write ``evaluation/`` and ``bundle/``; return metrics.json."""
-    run = Path(run_dir)
-    model, config, meta = load_trained(run)
-    cohort_dir = Path(meta.get("cohort", {}).get("dir") or run / "cohort")
+    layout = RunLayout(run_dir)
+    model, config, meta = load_trained(layout.root)
+    cohort_dir = Path(meta.get("cohort", {}).get("dir") or layout.cohort)
     _, cohort_summary = read_cohort(cohort_dir)
     rules_file = Path(rules) if rules else default_rules_path()
     load_rules(rules_file)  # refuse a broken rules file before anything is written
@@ -79,11 +80,11 @@ def evaluate_run(run_dir: str | Path, n_bootstrap: int = 2000, seed: int = 0, ta
     val_at_threshold = from_confusion(confusion(*arrays["val"], threshold))
     subgroups = subgroup_table(test, threshold, n_bootstrap, seed)
     is_nih = cohort_summary.get("dataset") == "nih" and not cohort_summary.get("synthetic")
-    out = run / "evaluation"
+    out = layout.evaluation
     out.mkdir(parents=True, exist_ok=True)
-    predictions.to_csv(out / "predictions.csv", index=False, lineterminator="\n")  # full precision: decisions
+    predictions.to_csv(layout.predictions, index=False, lineterminator="\n")  # full precision: decisions
     # at the threshold must be reproducible from this file
-    figures = _figures(out, arrays, splits, roc_band, threshold, val_at_threshold["f1"], is_nih, run / "model")
+    figures = _figures(out, arrays, splits, roc_band, threshold, val_at_threshold["f1"], is_nih, layout.model)
     metrics = {
         "threshold": {"value": threshold, "rule": MAX_F1, "description": RULE_TEXT[MAX_F1],
                       "validation": {"f1": val_at_threshold["f1"], "precision": val_at_threshold["ppv"],
@@ -98,19 +99,19 @@ def evaluate_run(run_dir: str | Path, n_bootstrap: int = 2000, seed: int = 0, ta
         if is_nih else None,
         "figures": figures,
         "model": {"checkpoint": meta["checkpoint"], "epoch": meta["epoch"], "architecture": config.model.arch},
-        "inputs": {"cohort_csv_sha256": sha256_file(cohort_dir / "cohort.csv"),
-                   "checkpoint_sha256": sha256_file(run / "model" / meta["checkpoint"]),
-                   "predictions_csv_sha256": sha256_file(out / "predictions.csv")},
+        "inputs": {"cohort_csv_sha256": sha256_file(cohort_dir / COHORT_CSV),
+                   "checkpoint_sha256": sha256_file(layout.checkpoint(meta["checkpoint"])),
+                   "predictions_csv_sha256": sha256_file(layout.predictions)},
         "synthetic": bool(cohort_summary.get("synthetic")),
         "produced_by": producer("evaluate", {"bootstrap": n_bootstrap, "seed": seed,
                                             "target_sensitivity": target_sensitivity, "rules": str(rules_file)}),
     }
     metrics = _finite(metrics)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    write_bundle(run / "bundle", model.cpu(), config.preprocessing,
+    layout.metrics.write_text(json.dumps(metrics, indent=2) + "\n")
+    write_bundle(layout.bundle, model.cpu(), config.preprocessing,
                  threshold={**metrics["threshold"], "test": _summary(splits["test"])},
-                 rules_file=rules_file, cohort_csv=cohort_dir / "cohort.csv",
-                 extra={"evaluation": {"metrics_json_sha256": sha256_file(out / "metrics.json")},
+                 rules_file=rules_file, cohort_csv=cohort_dir / COHORT_CSV,
+                 extra={"evaluation": {"metrics_json_sha256": sha256_file(layout.metrics)},
                         "synthetic": metrics["synthetic"]})
     return metrics
 

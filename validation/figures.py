@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from cxr_device.run_layout import TRAINING_CURVES
+
 from .metrics import confusion, cumulative_counts, ranking, roc_points
 
 FIGURES = {
@@ -15,7 +17,7 @@ FIGURES = {
     "threshold": "threshold_curves.png",
     "confusion": "confusion_matrix.png",
     "calibration": "calibration.png",
-    "training": "training_curves.png",
+    "training": TRAINING_CURVES,
 }
 #: Radiologist F1 on NIH pneumonia in the CheXNet reader study (Rajpurkar et al., 2017).
 RADIOLOGIST_F1 = 0.387
@@ -145,7 +147,7 @@ def plot_calibration(tables: dict, path: Path) -> None:
 
 
 def copy_training_curves(model_dir: Path, out: Path) -> bool:
-    source = model_dir / "training_curves.png"
+    source = model_dir / TRAINING_CURVES
     if source.is_file():
         shutil.copyfile(source, out / FIGURES["training"])
         return True

@@ -42,12 +42,12 @@ from ..errors import CxrDeviceError
 from ..hashing import sha256_file
 from ..models import DeviceModel, ModelSpec, build_model
 from ..preprocessing import Preprocessing
+from ..run_layout import DEVICE_JSON, RULES, SIGNATURE, WEIGHTS
 from ..validated import describe_errors
 from .input_rules import RulesError, RuleSet, load_rules
-from .signing import SIGNATURE, SignatureStatus, verify_bundle_signature
+from .signing import SignatureStatus, verify_bundle_signature
 
 FORMAT = "cxr-device-bundle/1"
-DEVICE_JSON, WEIGHTS, RULES = "device.json", "model.safetensors", "input_rules.yaml"
 #: Every file a bundle may hold; nothing else is written, hashed or read.
 BUNDLE_FILES = (DEVICE_JSON, WEIGHTS, RULES, SIGNATURE)
 HASHED_FILES = (WEIGHTS, RULES)

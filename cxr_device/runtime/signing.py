@@ -24,10 +24,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from ..errors import CxrDeviceError
+from ..run_layout import DEVICE_JSON, SIGNATURE
 
-SIGNATURE = "signature.json"
 ALGORITHM = "Ed25519"
-SIGNED_FILE = "device.json"
+SIGNED_FILE = DEVICE_JSON
 #: Environment variable naming the pinned public key when ``--trusted-key`` is not given.
 TRUSTED_KEY_ENV = "CXR_DEVICE_TRUSTED_KEY"
 UNSIGNED_NOTE = ("bundle not verified by signature: its hashes detect corruption and accidental edits, not a "
