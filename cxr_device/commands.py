@@ -14,6 +14,7 @@ from .cli import EXIT_BAD_INPUT, EXIT_OK
 from .cohort import CohortSettings, build_cohort, write_cohort
 from .eda import EDA_JSON, run_eda
 from .filters import Filters
+from .run_layout import EXCLUSIONS_CSV, TRAIN_SUMMARY
 from .synth import SynthSettings, generate
 
 _FORMATTER = argparse.RawDescriptionHelpFormatter
@@ -147,7 +148,7 @@ def _cohort(args: argparse.Namespace) -> int:
     print(f"wrote {out / 'cohort.csv'}")
     if cohort.n_invalid:
         details = cohort.exclusions.frame(invalid_only=True)["detail"]
-        return _bad_input("cohort", f"{cohort.n_invalid:,} invalid row(s) excluded", details, out / "exclusions.csv")
+        return _bad_input("cohort", f"{cohort.n_invalid:,} invalid row(s) excluded", details, out / EXCLUSIONS_CSV)
     return EXIT_OK
 
 
@@ -290,5 +291,5 @@ def _train(args: argparse.Namespace) -> int:
     print(f"  model    {result.model_dir}  (history.csv, training_curves.png, best.pt, last.pt)")
     if result.n_unreadable:
         return _bad_input("train", f"{result.n_unreadable} image(s) could not be decoded and were left out",
-                          [], result.model_dir / "train_summary.json")
+                          [], result.model_dir / TRAIN_SUMMARY)
     return EXIT_OK
