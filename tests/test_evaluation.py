@@ -28,7 +28,7 @@ def test_metrics_predictions_figures(trained_run):
             assert set(s[name]) == {"value", "ci95", "n_undefined"}
         assert sum(s["confusion"].values()) == s["n_images"]
     rules = [p["rule"] for p in metrics["operating_points"]]
-    assert rules == ["max_f1", "youden", "sensitivity>=0.9"]
+    assert rules == ["max_f1", "youden", "target_sensitivity>=0.9", "f1_plateau(0.01)"]
     assert [p["locked"] for p in metrics["operating_points"]] == [True, False, False]
     assert metrics["bootstrap"]["unit"] == "patient" and metrics["synthetic"] is True
     groups = {(r["group"], r["level"]) for r in metrics["subgroups"]["test"]}

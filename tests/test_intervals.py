@@ -109,7 +109,7 @@ def test_ece_on_a_constructed_example():
     # [0.9,1]: 0.95 vs 0.75 -> 0.20 (4); ECE = (2*0.05 + 2*0.35 + 4*0.20) / 8 = 0.2
     assert expected_calibration_error(probs, labels) == pytest.approx(0.2)
     bins = reliability(probs, labels)
-    assert sum(b["n"] for b in bins) == 8 and bins[9]["observed"] == 0.75
+    assert sum(b["n"] for b in bins) == 8 and bins[-1]["bin"] == [0.9, 1.0] and bins[-1]["observed"] == 0.75
 
 
 @pytest.mark.parametrize("method", ["temperature", "platt"])

@@ -100,16 +100,17 @@ def negative_log_likelihood(probs: np.ndarray, labels: np.ndarray) -> float:
 
 
 def reliability(probs: np.ndarray, labels: np.ndarray, n_bins: int = N_BINS) -> list[dict]:
-    """Equal-width bins on [0, 1]: count, mean predicted probability and observed frequency."""
+    """Equal-width bins on [0, 1] that hold images: ``{"bin": [lo, hi], "n", "mean_predicted",
+    "observed"}`` (mean predicted probability and observed frequency of pneumonia)."""
     probs, labels = np.asarray(probs, dtype=float), np.asarray(labels, dtype=float)
-    index = np.minimum((probs * n_bins).astype(int), n_bins - 1)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    index = np.clip(np.digitize(probs, edges[1:-1]), 0, n_bins - 1)
     rows = []
     for b in range(n_bins):
         inside = index == b
-        n = int(inside.sum())
-        rows.append({"lo": b / n_bins, "hi": (b + 1) / n_bins, "n": n,
-                     "mean_probability": float(probs[inside].mean()) if n else None,
-                     "observed": float(labels[inside].mean()) if n else None})
+        if inside.any():
+            rows.append({"bin": [float(edges[b]), float(edges[b + 1])], "n": int(inside.sum()),
+                         "mean_predicted": float(probs[inside].mean()), "observed": float(labels[inside].mean())})
     return rows
 
 
@@ -118,8 +119,8 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: in
     total = len(probs)
     if total == 0:
         return float("nan")
-    return float(sum(r["n"] / total * abs(r["mean_probability"] - r["observed"])
-                     for r in reliability(probs, labels, n_bins) if r["n"]))
+    return float(sum(r["n"] / total * abs(r["mean_predicted"] - r["observed"])
+                     for r in reliability(probs, labels, n_bins)))
 
 
 def logit(probs: np.ndarray) -> np.ndarray:

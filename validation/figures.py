@@ -9,6 +9,8 @@ from matplotlib.figure import Figure
 
 from cxr_device.run_layout import TRAINING_CURVES
 
+from .calibration import reliability as calibration_table  # noqa: F401 - the table the calibration figure plots
+
 from .metrics import confusion, cumulative_counts, ranking, roc_points
 
 FIGURES = {
@@ -117,19 +119,6 @@ def plot_confusion(probs: np.ndarray, labels: np.ndarray, threshold: float, path
     ax.set_xlabel("device decision")
     ax.set_ylabel("reference label")
     fig.savefig(path, dpi=120, bbox_inches="tight")
-
-
-def calibration_table(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> list[dict]:
-    """Equal-width bins: count, mean predicted probability, observed frequency."""
-    edges = np.linspace(0, 1, bins + 1)
-    index = np.clip(np.digitize(probs, edges[1:-1]), 0, bins - 1)
-    rows = []
-    for b in range(bins):
-        mask = index == b
-        if mask.any():
-            rows.append({"bin": [float(edges[b]), float(edges[b + 1])], "n": int(mask.sum()),
-                         "mean_predicted": float(probs[mask].mean()), "observed": float(labels[mask].mean())})
-    return rows
 
 
 def plot_calibration(tables: dict, path: Path) -> None:
