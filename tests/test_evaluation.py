@@ -29,7 +29,7 @@ def test_metrics_predictions_figures(trained_run):
         assert sum(s["confusion"].values()) == s["n_images"]
     rules = [p["rule"] for p in metrics["operating_points"]]
     assert rules == ["max_f1", "youden", "target_sensitivity>=0.9", "f1_plateau(0.01)"]
-    assert [p["locked"] for p in metrics["operating_points"]] == [True, False, False]
+    assert [p["locked"] for p in metrics["operating_points"]] == [True, False, False, False]
     assert metrics["bootstrap"]["unit"] == "patient" and metrics["synthetic"] is True
     groups = {(r["group"], r["level"]) for r in metrics["subgroups"]["test"]}
     assert ("sex", "M") in groups and all(isinstance(r["unstable"], bool) for r in metrics["subgroups"]["test"])
