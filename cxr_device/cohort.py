@@ -13,9 +13,12 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
+import pydantic.dataclasses
+from pydantic import Field
 
 from . import exclusions as ex
 from .class_folders import read_class_folders
@@ -38,11 +41,12 @@ from .splits import (
     split_by_patient,
     subsample_val_prevalence,
 )
+from .validated import SETTINGS, Fraction, Seed
 
 ORPHANS_TXT = "images_without_row.txt"
 
 
-@dataclass(frozen=True)
+@pydantic.dataclasses.dataclass(frozen=True, config=SETTINGS)
 class CohortSettings:
     """Everything that decides a cohort; recorded verbatim in ``summary.json``."""
 
@@ -57,9 +61,9 @@ class CohortSettings:
     train_val_list: str | None = None
     test_list: str | None = None
     class_cap: int | None = None
-    balance_train: float | None = None
-    val_prevalence: float | None = None
-    seed: int = 0
+    balance_train: Annotated[float, Field(gt=0)] | None = None  # negatives per training positive
+    val_prevalence: Fraction | None = None
+    seed: Seed = 0
 
     def validate(self) -> None:
         """Fail early, naming the flag, for settings that cannot work together."""

@@ -8,29 +8,33 @@ left), and a flipped film is a different, implausible image.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
+from typing import Annotated
 
 import numpy as np
 import torch
+from pydantic import Field
+from pydantic.dataclasses import dataclass
 from torch.utils.data import Dataset, WeightedRandomSampler
 from torchvision.transforms import v2
 
 from .errors import CxrDeviceError
 from .imageio import load_image
 from .preprocessing import Preprocessing, center_crop, normalise, to_stored
+from .validated import SETTINGS, NonNegativeFloat
 
 IMBALANCE = ("none", "weighted_loss", "balanced_sampler")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SETTINGS)
 class Augmentation:
     """Training-time augmentation; recorded in the run and described in the documents."""
 
-    rotation_degrees: float = 7.0
-    translate: float = 0.04  # fraction of the image, each direction (on top of the random crop)
-    zoom: float = 0.05  # scale in [1 - zoom, 1 + zoom]
-    brightness: float = 0.1
-    contrast: float = 0.1
+    rotation_degrees: Annotated[float, Field(ge=0, le=180)] = 7.0
+    translate: Annotated[float, Field(ge=0, le=1)] = 0.04  # fraction of the image, each direction (plus the crop)
+    zoom: Annotated[float, Field(ge=0, lt=1)] = 0.05  # scale in [1 - zoom, 1 + zoom]
+    brightness: NonNegativeFloat = 0.1
+    contrast: NonNegativeFloat = 0.1
     horizontal_flip: bool = False
 
     def as_dict(self) -> dict:

@@ -1,20 +1,20 @@
 """Inclusion filters on age, sex and view position; each removed row is logged with its reason."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pandas as pd
+from pydantic.dataclasses import dataclass
 
 from . import exclusions as ex
 from .errors import CxrDeviceError
+from .validated import SETTINGS, NonNegativeFloat
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SETTINGS)
 class Filters:
     """Inclusion criteria. Ages are in years and inclusive; ``None`` means no limit."""
 
-    min_age: float | None = None
-    max_age: float | None = None
+    min_age: NonNegativeFloat | None = None
+    max_age: NonNegativeFloat | None = None
     sexes: tuple[str, ...] | None = None
     views: tuple[str, ...] | None = None
 

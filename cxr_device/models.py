@@ -19,15 +19,17 @@ from __future__ import annotations
 import os
 import re
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from pydantic.dataclasses import dataclass
 from torch import nn
 from torchvision import models as tvm
 
 from .errors import CxrDeviceError
 from .hashing import sha256_file
+from .validated import SETTINGS
 
 ARCHITECTURES = ("densenet121", "vgg16", "resnet18", "resnet50", "small_cnn")
 _IMAGENET = {
@@ -42,7 +44,7 @@ class WeightsError(CxrDeviceError):
     """Weights cannot be loaded as asked; the message says what to do instead."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SETTINGS)
 class ModelSpec:
     """Everything that decides the network; recorded in the run config and the bundle."""
 

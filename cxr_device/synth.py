@@ -12,18 +12,19 @@ frequencies follow the NIH ChestX-ray14 marginals; patients have several images.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image, PngImagePlugin
+from pydantic.dataclasses import dataclass
 from tqdm import tqdm
 
 from . import __version__
 from .errors import CxrDeviceError
 from .findings import NIH_FINDINGS
 from .provenance import SYNTHETIC_MARKER
+from .validated import SETTINGS, Seed
 
 METADATA_NAME = "Data_Entry_SYNTHETIC.csv"
 NIH_HEADER = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,"
@@ -41,12 +42,12 @@ _WITH_PNEUMONIA = {"Infiltration": 2.5, "Consolidation": 2.0, "Edema": 2.0, "Eff
 _POSITIVE_IMAGE_RATE = 0.7  # share of a pneumonia-prone patient's images that show pneumonia
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SETTINGS)
 class SynthSettings:
     """What to generate; the same settings always give byte-identical files."""
 
     n_patients: int = 100
-    seed: int = 0
+    seed: Seed = 0
     image_size: int = 256
     prevalence: float = 0.2  # approximate share of pneumonia-positive images
 

@@ -1,21 +1,36 @@
 """The training configuration: one typed object, loadable from YAML, validated at load."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-import yaml
+from pydantic import Field
+from pydantic.dataclasses import dataclass
 
 from .data import IMBALANCE, Augmentation
 from .errors import CxrDeviceError
 from .models import ARCHITECTURES, ModelSpec
 from .preprocessing import Preprocessing
+from .validated import (
+    SETTINGS,
+    NonNegativeFloat,
+    NonNegativeInt,
+    Seed,
+    build,
+    check_keys,
+    field_names,
+)
+from .yaml_io import load_yaml
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SETTINGS)
 class TrainConfig:
-    """Everything that decides a training run; saved verbatim as ``model/config.yaml``."""
+    """Everything that decides a training run; saved verbatim as ``model/config.yaml``.
+
+    Types and bounds are checked when it is built (pydantic); :meth:`validate` checks the
+    choices and the ranges with their own messages.
+    """
 
     model: ModelSpec = field(default_factory=ModelSpec)
     augmentation: Augmentation = field(default_factory=Augmentation)
@@ -23,23 +38,24 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 32
     lr: float = 1e-4
-    weight_decay: float = 1e-4
+    weight_decay: NonNegativeFloat = 1e-4
     optimizer: str = "adamw"  # adamw | sgd (momentum 0.9, nesterov)
     schedule: str = "cosine"  # cosine annealing stepped per epoch over `epochs` | none
     patience: int = 3  # early stopping on validation AUROC
     imbalance: str = "weighted_loss"  # none | weighted_loss | balanced_sampler
     device: str = "auto"  # auto | cuda | cpu
     amp: bool = True  # bf16 autocast where supported (CUDA only)
-    workers: int = 2  # data-loader and cache-building processes
-    seed: int = 0
+    workers: NonNegativeInt = 2  # data-loader and cache-building processes
+    seed: Seed = 0
     cache_dir: str | None = None  # default: <cohort folder>/../cache
-    max_steps_per_epoch: int | None = None  # cap for smoke tests; None = whole epoch
+    max_steps_per_epoch: Annotated[int, Field(ge=1)] | None = None  # cap for smoke tests; None = whole epoch
 
     @property
     def preprocessing(self) -> Preprocessing:
         return Preprocessing(image_size=self.image_size)
 
     def validate(self) -> None:
+        """Raise :class:`CxrDeviceError` naming the first setting that cannot work."""
         self.model.validate()
         checks = [
             (self.image_size >= 32, f"image_size must be at least 32, got {self.image_size}"),
@@ -72,41 +88,34 @@ def load_config(path: str | Path | None) -> TrainConfig:
     """Read a YAML config (keys as in :class:`TrainConfig`); unknown keys are errors naming them."""
     if path is None:
         return TrainConfig()
-    try:
-        document = yaml.safe_load(Path(path).read_text()) or {}
-    except FileNotFoundError:
-        raise CxrDeviceError(f"{path}: config file not found") from None
-    except yaml.YAMLError as err:
-        raise CxrDeviceError(f"{path}: not valid YAML ({err})") from None
+    document = load_yaml(path, "training config")
+    if document is None:
+        document = {}
     if not isinstance(document, dict):
-        raise CxrDeviceError(f"{path}: expected a mapping of training settings")
-    return config_from_dict(document.get("train", document), str(path))  # a run config keeps them under train:
+        raise CxrDeviceError(f"{path}: expected a mapping of training settings, got {type(document).__name__}")
+    if "train" in document:  # a run config keeps them under train:
+        return config_from_dict(document["train"], str(path), "train.")
+    return config_from_dict(document, str(path))
 
 
-def config_from_dict(document: dict, where: str) -> TrainConfig:
-    """A validated :class:`TrainConfig` from a mapping; ``where`` prefixes every error message."""
-    document = dict(document)
-    model = document.pop("model", None) or {}
-    augmentation = document.pop("augmentation", None) or {}
-    derived = document.pop("preprocessing", None)  # written for readers; derived from image_size
-    _check_keys(where, model, ModelSpec, "model.")
-    _check_keys(where, augmentation, Augmentation, "augmentation.")
-    _check_keys(where, document, TrainConfig, "")
-    config = TrainConfig(model=ModelSpec(**model), augmentation=Augmentation(**augmentation), **document)
+def config_from_dict(document: Any, where: str, prefix: str = "") -> TrainConfig:
+    """A validated :class:`TrainConfig` from a mapping.
+
+    ``where`` (the file) starts every error message and ``prefix`` (``train.`` in a run config)
+    comes before every key it names: ``run.yaml: train.batch_size: Input should be ...``.
+    """
+    label = f"{where}: {prefix.rstrip('.')}" if prefix else where
+    values = check_keys(label, document, field_names(TrainConfig) | {"preprocessing"})
+    values["model"] = check_keys(label, values.get("model"), field_names(ModelSpec), "model.",
+                                 f"; architectures: {', '.join(ARCHITECTURES)}")
+    values["augmentation"] = check_keys(label, values.get("augmentation"), field_names(Augmentation), "augmentation.")
+    derived = values.pop("preprocessing", None)  # written for readers; derived from image_size
+    config = build(TrainConfig, where, values, prefix)
     try:
         config.validate()
     except CxrDeviceError as err:
-        raise CxrDeviceError(f"{where}: {err}") from None
+        raise CxrDeviceError(f"{label}: {err}") from None
     if derived is not None and derived != config.preprocessing.as_dict():
-        raise CxrDeviceError(f"{where}: 'preprocessing' {derived} does not follow from image_size "
+        raise CxrDeviceError(f"{label}: 'preprocessing' {derived} does not follow from image_size "
                              f"{config.image_size}; edit image_size and drop the preprocessing block")
     return config
-
-
-def _check_keys(where: str, values: dict, cls: type, prefix: str) -> None:
-    allowed = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - allowed)
-    if unknown:
-        hint = f"; architectures: {', '.join(ARCHITECTURES)}" if prefix == "model." else ""
-        raise CxrDeviceError(f"{where}: unknown key(s) {', '.join(prefix + k for k in unknown)}; "
-                             f"allowed: {', '.join(prefix + k for k in sorted(allowed))}{hint}")

@@ -14,30 +14,85 @@ Sections and their keys (every CLI flag of the steps has one)::
     evaluate: {bootstrap, seed, target_sensitivity, rules}
     submission: {profile, formats, junit}
 
-Relative paths are resolved against the folder of the YAML file.
+Every value is typed and checked here, before any step runs; an error names the file, the key
+(``train.batch_size``) and the problem. Relative paths are resolved against the folder of the
+YAML file.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, TypeVar
 
-import yaml
+import pydantic.dataclasses
+from pydantic import AfterValidator, Field
 
 from cxr_device.cohort import CohortSettings
 from cxr_device.errors import CxrDeviceError
 from cxr_device.filters import Filters
-from cxr_device.synth import SynthSettings
+from cxr_device.synth import METADATA_NAME, SynthSettings
 from cxr_device.train_config import config_from_dict
+from cxr_device.validated import (
+    SETTINGS,
+    NonNegativeInt,
+    Seed,
+    build,
+    check_keys,
+    field_names,
+)
+from cxr_device.yaml_io import load_yaml
+
+T = TypeVar("T")
+_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+
+
+def _run_name(name: str) -> str:
+    if not _NAME.fullmatch(name) or ".." in name or len(name) > 100:
+        raise ValueError("a run name is up to 100 letters, digits, '.', '_' and '-', not starting with '.' "
+                         "(it names the folder runs/<name>)")
+    return name
+
+
+@pydantic.dataclasses.dataclass(frozen=True, config=SETTINGS)
+class _Header:
+    name: Annotated[str, AfterValidator(_run_name)]
+    seed: Seed = 0
+
+
+@pydantic.dataclasses.dataclass(frozen=True, config=SETTINGS)
+class EdaSettings:
+    """``eda:``: images per class decoded for intensity histograms (0 skips them), and their seed."""
+
+    pixel_sample: NonNegativeInt = 100
+    seed: Seed = 0
+
+
+@pydantic.dataclasses.dataclass(frozen=True, config=SETTINGS)
+class EvaluateSettings:
+    """``evaluate:``: bootstrap replicates, seed, the target-sensitivity rule and the rules file."""
+
+    bootstrap: Annotated[int, Field(ge=100)] = 2000
+    seed: Seed = 0
+    target_sensitivity: Annotated[float, Field(gt=0, le=1)] = 0.9
+    rules: str | None = None
+
+
+@pydantic.dataclasses.dataclass(frozen=True, config=SETTINGS)
+class SubmissionSettings:
+    """``submission:``: the device profile, the document formats and a JUnit report for tracing."""
+
+    profile: str | None = None
+    formats: Annotated[list[Literal["md", "html", "pdf"]], Field(min_length=1)] = field(
+        default_factory=lambda: ["md", "html"])
+    junit: str | None = None
+
 
 SECTIONS = {"name", "seed", "data", "eda", "train", "evaluate", "submission"}
-DATA_KEYS = {"metadata", "folders", "images", "metadata_only", "min_age", "max_age", "sexes", "views", "split",
-             "val_fraction", "test_fraction", "train_val_list", "test_list", "class_cap", "balance_train",
-             "val_prevalence", "seed", "synthetic"}
-PATH_KEYS = {"metadata", "folders", "train_val_list", "test_list"}
-EDA_KEYS = {"pixel_sample", "seed"}
-EVALUATE_KEYS = {"bootstrap", "seed", "target_sensitivity", "rules"}
-SUBMISSION_KEYS = {"profile", "formats", "junit"}
+FILTER_KEYS = field_names(Filters)
+DATA_KEYS = field_names(CohortSettings) - {"filters"} | FILTER_KEYS | {"synthetic"}
+PATH_KEYS = ("metadata", "folders", "train_val_list", "test_list")
 
 
 @dataclass
@@ -49,71 +104,99 @@ class RunConfig:
     cohort: CohortSettings
     synthetic: SynthSettings | None
     eda: dict
-    train: dict  # TrainConfig keys (validated by TrainConfig when the step runs, and at load below)
+    train: dict  # every TrainConfig key, validated (TrainConfig is rebuilt from it when the step runs)
     evaluate: dict
     submission: dict
     source: str = ""
     raw: dict = field(default_factory=dict)
 
 
-def _check(where: str, values: Any, allowed: set[str]) -> dict:
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
-        raise CxrDeviceError(f"{where}: expected a mapping, got {type(values).__name__}")
-    unknown = sorted(set(values) - allowed)
-    if unknown:
-        raise CxrDeviceError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
-    return dict(values)
-
-
 def load_run_config(path: str | Path) -> RunConfig:
-    """Read and validate a run YAML; errors name the file, the key and the allowed keys."""
+    """Read and validate a run YAML; errors name the file, the key and the allowed keys or values."""
     path = Path(path)
+    where = str(path)
+    document = load_yaml(path, "run configuration")
+    top = check_keys(where, document, SECTIONS)
+    named = top.get("name") is not None
     try:
-        document = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise CxrDeviceError(f"{path}: config file not found") from None
-    except yaml.YAMLError as err:
-        raise CxrDeviceError(f"{path}: not valid YAML ({err})") from None
-    top = _check(str(path), document, SECTIONS)
+        header = build(_Header, where, {"name": top["name"] if named else path.stem,
+                                        **({"seed": top["seed"]} if "seed" in top else {})})
+    except CxrDeviceError as err:
+        raise CxrDeviceError(str(err) if named else f"{err}; without name: the file name is used, so add one") from None
     base = path.resolve().parent
-    seed = int(top.get("seed", 0))
-    data = _check(f"{path}: data", top.get("data"), DATA_KEYS)
+
+    def resolved(value: str | None) -> str | None:
+        return str((base / value).resolve()) if value else value
+
+    synthetic, cohort = _data(where, top.get("data"), header.seed, resolved)
+    train = asdict(config_from_dict(_seeded(top.get("train"), header.seed), where, "train."))
+    evaluate = asdict(_section(EvaluateSettings, where, "evaluate", top.get("evaluate"), header.seed))
+    evaluate["rules"] = resolved(evaluate["rules"])
+    submission = asdict(_section(SubmissionSettings, where, "submission", top.get("submission")))
+    submission.update(profile=resolved(submission["profile"]), junit=resolved(submission["junit"]))
+    eda = asdict(_section(EdaSettings, where, "eda", top.get("eda"), header.seed))
+    _check_files(where, evaluate["rules"], submission["profile"])
+    return RunConfig(name=header.name, seed=header.seed, cohort=cohort, synthetic=synthetic, eda=eda, train=train,
+                     evaluate=evaluate, submission=submission, source=where, raw=top)
+
+
+def _data(where: str, given: Any, seed: int, resolved: Callable[[str | None], str | None]
+          ) -> tuple[SynthSettings | None, CohortSettings]:
+    """The ``data:`` section: the synth settings (or None) and the cohort settings, paths resolved."""
+    data = check_keys(f"{where}: data", given, DATA_KEYS)
     synthetic = None
     if "synthetic" in data:
-        spec = _check(f"{path}: data.synthetic", data.pop("synthetic"), {f.name for f in fields(SynthSettings)})
-        synthetic = SynthSettings(**{"seed": seed, **spec})
-        _validated(path, "data.synthetic", synthetic.validate)
-    for key in PATH_KEYS & set(data):
-        if data[key]:
-            data[key] = str((base / data[key]).resolve())
-    images = [str((base / p).resolve()) for p in data.pop("images", []) or []]
-    sexes, views = data.pop("sexes", None), data.pop("views", None)
-    filters = Filters(data.pop("min_age", None), data.pop("max_age", None),
-                      tuple(str(x).upper() for x in sexes) if sexes else None,
-                      tuple(str(x).upper() for x in views) if views else None)
-    cohort = CohortSettings(images=tuple(images), filters=filters, **{"seed": seed, **data})
-    if synthetic is None:
-        _validated(path, "data", cohort.validate)
-    train = {"seed": seed, **(top.get("train") or {})}
-    config_from_dict(train, f"{path}: train")  # fails at load, not after the cohort step
-    evaluate = {"bootstrap": 2000, "seed": seed, "target_sensitivity": 0.9, "rules": None,
-                **_check(f"{path}: evaluate", top.get("evaluate"), EVALUATE_KEYS)}
-    if evaluate["rules"]:
-        evaluate["rules"] = str((base / evaluate["rules"]).resolve())
-    submission = {"profile": None, "formats": ["md", "html"], "junit": None,
-                  **_check(f"{path}: submission", top.get("submission"), SUBMISSION_KEYS)}
-    for key in ("profile", "junit"):
-        if submission[key]:
-            submission[key] = str((base / submission[key]).resolve())
-    eda = {"pixel_sample": 100, "seed": seed, **_check(f"{path}: eda", top.get("eda"), EDA_KEYS)}
-    return RunConfig(name=str(top.get("name") or path.stem), seed=seed, cohort=cohort, synthetic=synthetic, eda=eda,
-                     train=train, evaluate=evaluate, submission=submission, source=str(path), raw=document)
+        generated_over = sorted(k for k in ("metadata", "folders", "images") if data.get(k))
+        if generated_over:
+            raise CxrDeviceError(f"{where}: data: data.synthetic generates the data the cohort is built from; "
+                                 f"remove data.{', data.'.join(generated_over)} or data.synthetic")
+        spec = check_keys(f"{where}: data.synthetic", data.pop("synthetic"), field_names(SynthSettings))
+        synthetic = build(SynthSettings, where, _seeded(spec, seed), "data.synthetic.")
+        _validated(where, "data.synthetic", synthetic.validate)
+    filters = build(Filters, where, {k: data.pop(k) for k in FILTER_KEYS & set(data)}, "data.")
+    filters = replace(filters, sexes=_upper(filters.sexes), views=_upper(filters.views))
+    cohort = build(CohortSettings, where, {**_seeded(data, seed), "filters": filters}, "data.")
+    cohort = replace(cohort, images=tuple(resolved(p) for p in cohort.images),
+                     **{key: resolved(getattr(cohort, key)) for key in PATH_KEYS})
+    # with data.synthetic the pipeline points the cohort at the generated data: check those settings now
+    as_run = replace(cohort, metadata=METADATA_NAME, images=("data",), folders=None) if synthetic else cohort
+    _validated(where, "data", as_run.validate)
+    return synthetic, cohort
 
 
-def _validated(path: Path, section: str, check) -> None:
+def _section(cls: type[T], where: str, name: str, given: Any, seed: int | None = None) -> T:
+    """A section's settings object; ``seed`` (the run's) is the default of its ``seed`` key."""
+    values = check_keys(f"{where}: {name}", given, field_names(cls))
+    return build(cls, where, values if seed is None else _seeded(values, seed), f"{name}.")
+
+
+def _seeded(values: Any, seed: int) -> Any:
+    """``values`` with ``seed`` as the default of its seed key (anything but a mapping is left to be refused)."""
+    if values is None:
+        return {"seed": seed}
+    return {"seed": seed, **values} if isinstance(values, dict) else values
+
+
+def _upper(codes: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    return tuple(code.upper() for code in codes) if codes else None
+
+
+def _check_files(where: str, rules: str | None, profile: str | None) -> None:
+    """Read the rules file and the device profile now, not after the training (imported on use)."""
+    from cxr_device.runtime.input_rules import load_rules
+
+    from .profile import load_profile
+
+    for key, given, load in (("evaluate.rules", rules, load_rules), ("submission.profile", profile, load_profile)):
+        if given:
+            try:
+                load(given)
+            except CxrDeviceError as err:
+                raise CxrDeviceError(f"{where}: {key}: {err}") from None
+
+
+def _validated(where: str, section: str, check: Callable[[], None]) -> None:
     try:
         check()
     except CxrDeviceError as err:
-        raise CxrDeviceError(f"{path}: {section}: {err}") from None
+        raise CxrDeviceError(f"{where}: {section}: {err}") from None

@@ -11,9 +11,8 @@ from importlib import resources
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-import yaml
-
 from cxr_device.errors import CxrDeviceError
+from cxr_device.yaml_io import load_yaml
 
 VERIFIED, FAILED, NOT_RUN, NO_TEST = "verified", "failed", "not run (skipped)", "no test"
 
@@ -39,14 +38,20 @@ def default_requirements_path() -> Path:
 
 
 def load_requirements(path: str | Path | None = None) -> list[dict]:
+    """The requirements file: a list of ``{id: REQ-..., text: ...}`` with unique ids."""
     path = Path(path) if path else default_requirements_path()
-    try:
-        items = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise CxrDeviceError(f"{path}: cannot read requirements ({err})") from None
-    ids = [i.get("id") for i in items or []]
-    if not items or any(not i or not str(i).startswith("REQ-") for i in ids) or len(set(ids)) != len(ids):
-        raise CxrDeviceError(f"{path}: expected a list of {{id: REQ-..., text: ...}} with unique ids")
+    items = load_yaml(path, "requirements file")
+    usage = f"{path}: expected a list of {{id: REQ-..., text: ...}} with unique ids"
+    if not isinstance(items, list) or not items:
+        raise CxrDeviceError(usage)
+    for number, item in enumerate(items, 1):
+        if not isinstance(item, dict) or set(item) != {"id", "text"} \
+                or not all(isinstance(item[k], str) for k in item) or not item["id"].startswith("REQ-"):
+            raise CxrDeviceError(f"{usage}; item {number} is {item!r:.80}")
+    ids = [item["id"] for item in items]
+    duplicated = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicated:
+        raise CxrDeviceError(f"{usage}; {', '.join(duplicated)} appear more than once")
     return items
 
 
