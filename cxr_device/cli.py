@@ -84,11 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into a reader that stopped early (`| head`)
         sys.stderr.close()
         return EXIT_OK
-    except OSError as err:
-        if err.filename is None and not debug:
-            return _internal(fail, err)
+    except OSError as err:  # a path the system refused (named): the user's to fix; unnamed: a bug
         if debug:
             traceback.print_exc()
+        if err.filename is None:
+            return _internal(fail, err)
         return fail(f"error: {err.filename}: {err.strerror or err} (check the path and its permissions)", EXIT_USAGE)
     except Exception as err:  # noqa: BLE001 - the last line of defence: no traceback for users
         if debug:

@@ -232,7 +232,7 @@ def write_cohort(cohort: Cohort, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cohort.frame.to_csv(out / COHORT_CSV, index=False, lineterminator="\n")
-    cohort.exclusions.frame().to_csv(out / EXCLUSIONS_CSV, index=False, lineterminator="\n")
+    cohort.exclusions.frame_for_csv().to_csv(out / EXCLUSIONS_CSV, index=False, lineterminator="\n")
     (out / SUMMARY_JSON).write_text(json.dumps(cohort.summary, indent=2, sort_keys=False) + "\n")
     orphans = out / ORPHANS_TXT
     if cohort.images_without_row:

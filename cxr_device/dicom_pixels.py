@@ -190,8 +190,8 @@ def check_trustworthy(image: np.ndarray, label: str, stage: str = "") -> None:
                               f"{where} (NaN or infinity); the image cannot be trusted")
     lo, hi = float(image.min()), float(image.max())
     if hi - lo <= 1e-6 * max(1.0, abs(hi)):
-        raise PixelTrustError(f"{label}: every pixel has the same value ({lo:g}){where}: a blank image "
-                              "carries nothing to score")
+        raise PixelTrustError(f"{label}: constant image: every pixel has the same value ({lo:g}){where}; a "
+                              "blank image carries nothing to score")
 
 
 def _check_rescale(ds: Dataset, label: str) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .safe_text import spreadsheet_cell
+
 # --- invalid input -------------------------------------------------------------------------
 MALFORMED_ROW = "malformed_row"
 DUPLICATE_IMAGE_ID = "duplicate_image_id"
@@ -23,6 +25,7 @@ UNKNOWN_VIEW = "unknown_view"
 UNKNOWN_FINDING = "unknown_finding"
 CONTRADICTORY_FINDINGS = "contradictory_findings"
 UNRECOGNISED_FILE_NAME = "unrecognised_file_name"
+UNREADABLE_IMAGE_FILE = "unreadable_image_file"  # the row's file is a broken or looping link
 
 INVALID_REASONS = frozenset(
     {
@@ -36,6 +39,7 @@ INVALID_REASONS = frozenset(
         UNKNOWN_FINDING,
         CONTRADICTORY_FINDINGS,
         UNRECOGNISED_FILE_NAME,
+        UNREADABLE_IMAGE_FILE,
     }
 )
 
@@ -88,6 +92,16 @@ class ExclusionLog:
         out = pd.concat(self._parts, ignore_index=True)
         out["source_line"] = pd.to_numeric(out["source_line"], errors="coerce").astype("Int64")
         return out[out["reason"].isin(INVALID_REASONS)] if invalid_only else out
+
+    def frame_for_csv(self) -> pd.DataFrame:
+        """:meth:`frame` as it may be written to ``exclusions.csv``: every text cell comes from the
+        input (an Image Index ``=HYPERLINK(...)``), so none may run as a spreadsheet formula or
+        carry control characters (:func:`~cxr_device.safe_text.spreadsheet_cell`)."""
+        out = self.frame()
+        for column in out.columns:
+            if not pd.api.types.is_numeric_dtype(out[column]):  # text (object or pandas' str dtype)
+                out[column] = out[column].map(lambda v: spreadsheet_cell(v) if isinstance(v, str) else v)
+        return out
 
     def counts(self) -> dict[str, int]:
         """reason -> number of rows, sorted by reason."""

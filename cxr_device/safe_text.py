@@ -1,18 +1,20 @@
 """Text from inputs made safe for where it is written: the terminal, XML, spreadsheets.
 
 Header values, CSV cells and file names are attacker-controlled. Written raw they can clear a
-terminal (``ESC[2J``), break an XML report (a NUL byte) or run a formula when a CSV is opened in
-a spreadsheet (``=HYPERLINK(...)``). Every report renderer passes input-derived text through
-one of these functions; JSON needs none (``json.dumps`` escapes control characters).
+terminal (``ESC[2J``), break an XML report (a NUL byte), run a formula when a CSV is opened in
+a spreadsheet (``=HYPERLINK(...)``), or - a file name whose bytes are not UTF-8, which Python
+holds as lone surrogates - fail to print at all. Every report renderer passes input-derived
+text through one of these functions; JSON needs none (``json.dumps`` escapes all of these).
 """
 from __future__ import annotations
 
 import re
 
-# C0 and C1 control characters and DEL, except tab and newline in multi-line text; and the
-# Unicode bidirectional overrides that can make a displayed line read differently than it is.
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-_CONTROL_ANY = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# C0 and C1 control characters and DEL, except tab and newline in multi-line text; the Unicode
+# bidirectional overrides that can make a displayed line read differently than it is; and lone
+# surrogates (undecodable bytes of a file name), which no UTF-8 stream can write.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_CONTROL_ANY = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 # Characters XML 1.0 does not allow at all (a parser rejects the whole document).
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
@@ -20,6 +22,8 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 def _escape(match: re.Match) -> str:
     code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # the byte a file name held that is not UTF-8 (surrogateescape)
+        code -= 0xDC00
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 

@@ -1,7 +1,10 @@
 """check-dicom reports: a terminal table, JSON, CSV (one row per finding) and JUnit XML.
 
 No format prints PatientName, PatientID or birth date unless the results carry them
-(``--show-phi``); files are identified by path and SOP Instance UID.
+(``--show-phi``); files are identified by path and SOP Instance UID. Paths and header values
+are attacker-controlled: the table escapes control characters for the terminal, CSV cells
+cannot run as spreadsheet formulas, and JUnit holds only characters XML 1.0 allows
+(:mod:`cxr_device.safe_text`); JSON escapes by itself.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from xml.etree import ElementTree as ET
 from cxr_device.provenance import producer
 from cxr_device.runtime.header_check import FAIL, PASS, UNREADABLE, FileResult
 from cxr_device.runtime.input_rules import RuleSet
+from cxr_device.safe_text import spreadsheet_cell, terminal, xml_text
 
 from .dicom_check import summarise
 
@@ -43,7 +47,7 @@ def _table(results: list[FileResult], rules: RuleSet) -> str:
         for f in r.findings:
             lines.append(f"           {f.severity:<7} {f.rule}: {f.message}")
     lines += ["", summary_line(results)]
-    return "\n".join(lines) + "\n"
+    return "\n".join(terminal(line) for line in lines) + "\n"
 
 
 def _json(results: list[FileResult], rules: RuleSet) -> str:
@@ -63,36 +67,47 @@ def _csv(results: list[FileResult], rules: RuleSet) -> str:
     buffer = io.StringIO()
     phi_columns = sorted({k for r in results for k in r.phi})
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS + phi_columns)
+    def row(cells: list) -> None:
+        writer.writerow([spreadsheet_cell(cell) for cell in cells])
+
+    row(CSV_COLUMNS + phi_columns)
     for r in results:
         base = [r.path, r.sop_instance_uid, r.status]
         phi = [r.phi.get(k, "") for k in phi_columns]
         if r.reason:
-            writer.writerow(base + ["error", "unreadable", "", "", "", r.reason] + phi)
+            row(base + ["error", "unreadable", "", "", "", r.reason] + phi)
         for f in r.findings:
             found = "<missing>" if f.found is None else f.found
-            writer.writerow(base + [f.severity, f.rule, f.attribute, found, f.expected, f.message] + phi)
+            row(base + [f.severity, f.rule, f.attribute, found, f.expected, f.message] + phi)
         if not r.reason and not r.findings:
-            writer.writerow(base + ["", "", "", "", "", ""] + phi)
+            row(base + ["", "", "", "", "", ""] + phi)
     return buffer.getvalue()
 
 
 def _junit(results: list[FileResult], rules: RuleSet) -> str:
+    def element(parent: ET.Element | None, tag: str, text: str | None = None, **attributes: str) -> ET.Element:
+        """An element whose every attribute and text an XML 1.0 parser accepts."""
+        safe = {k: xml_text(v) for k, v in attributes.items()}
+        node = ET.Element(tag, safe) if parent is None else ET.SubElement(parent, tag, safe)
+        if text is not None:
+            node.text = xml_text(text)
+        return node
+
     s = summarise(results)
-    suites = ET.Element("testsuites", name="cxr-device check-dicom", tests=str(s["files"]),
-                        failures=str(s[FAIL]), errors=str(s[UNREADABLE]))
-    suite = ET.SubElement(suites, "testsuite", name=f"check-dicom ({rules.name})", tests=str(s["files"]),
-                          failures=str(s[FAIL]), errors=str(s[UNREADABLE]), skipped="0")
+    suites = element(None, "testsuites", name="cxr-device check-dicom", tests=str(s["files"]),
+                     failures=str(s[FAIL]), errors=str(s[UNREADABLE]))
+    suite = element(suites, "testsuite", name=f"check-dicom ({rules.name})", tests=str(s["files"]),
+                    failures=str(s[FAIL]), errors=str(s[UNREADABLE]), skipped="0")
     for r in results:
-        case = ET.SubElement(suite, "testcase", classname="check-dicom", name=r.path)
+        case = element(suite, "testcase", classname="check-dicom", name=r.path)
         if r.status == UNREADABLE:
-            ET.SubElement(case, "error", message=r.reason, type="unreadable").text = r.reason
+            element(case, "error", r.reason, message=r.reason, type="unreadable")
         elif r.status == FAIL:
             messages = [f"{f.rule}: {f.message}" for f in r.errors]
-            ET.SubElement(case, "failure", message=messages[0], type="header").text = "\n".join(messages)
+            element(case, "failure", "\n".join(messages), message=messages[0], type="header")
         out = [f"SOPInstanceUID {r.sop_instance_uid}"] if r.sop_instance_uid else []
         out += [f"warning {f.rule}: {f.message}" for f in r.warnings]
         if out:
-            ET.SubElement(case, "system-out").text = "\n".join(out)
+            element(case, "system-out", "\n".join(out))
     ET.indent(suites)
     return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"

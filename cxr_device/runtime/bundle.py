@@ -195,9 +195,11 @@ def _prepare_folder(out: Path) -> None:
 
 
 # --- loading --------------------------------------------------------------------------------
-def load_bundle(folder: str | Path, trusted_key: str | Path | None = None) -> Bundle:
-    """Verify the signature (when ``trusted_key`` is pinned), every hash and every field, then
-    build the model; raise :class:`BundleError` naming the file and the problem."""
+def load_bundle(folder: str | Path, trusted_key: str | Path | None = None, environment_key: bool = True) -> Bundle:
+    """Verify the signature (when a key is pinned: ``trusted_key``, else - when
+    ``environment_key`` - ``$CXR_DEVICE_TRUSTED_KEY``), every hash and every field, then build
+    the model; raise :class:`BundleError` (or :class:`SignatureError`) naming the file and the
+    problem."""
     folder = Path(folder)
     path = folder / DEVICE_JSON
     _plain_file(path, "not found; a bundle is made by `cxr-device evaluate --run RUN`")
@@ -208,7 +210,7 @@ def load_bundle(folder: str | Path, trusted_key: str | Path | None = None) -> Bu
         raise BundleError(f"{path}: not valid JSON ({err}); the bundle is damaged") from None
     if not isinstance(document, dict):
         raise BundleError(f"{path}: expected a JSON object; the bundle is damaged")
-    signature = verify_bundle_signature(folder, raw, trusted_key)
+    signature = verify_bundle_signature(folder, raw, trusted_key, environment_key)
     if document.get("format") != FORMAT:
         raise BundleError(f"{path}: format {document.get('format')!r} is not {FORMAT!r}")
     if document.get("content_sha256") != canonical_hash(document):

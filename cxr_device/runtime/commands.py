@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ..cli import EXIT_BAD_INPUT, EXIT_OK
-from ..console import emit, input_files, output_dir
+from ..console import emit, input_files, output_dir, output_file
 from ..safe_text import terminal
 from .signing import TRUSTED_KEY_ENV
 
@@ -67,6 +67,8 @@ def _predict(args: argparse.Namespace) -> int:
     from .pipeline import ACCEPTED, predict_files
     from .report import render, summary, summary_line
 
+    if args.out:  # output locations are checked before the bundle is loaded and anything scored
+        output_file(args.out)
     if args.heatmap:
         output_dir(args.heatmap)
     bundle = load_verified_bundle(args.bundle, args.trusted_key)
@@ -117,7 +119,9 @@ def _sign(args: argparse.Namespace) -> int:
     from .bundle import load_bundle
     from .signing import sign_bundle
 
-    load_bundle(args.bundle)  # never sign a damaged bundle
+    # never sign a damaged bundle; a key pinned in the environment is for using bundles, and
+    # would refuse the (as yet unsigned) bundle being signed
+    load_bundle(args.bundle, environment_key=False)
     path = sign_bundle(args.bundle, args.key)
     print(f"signed {args.bundle / 'device.json'} -> {path}")
     return EXIT_OK

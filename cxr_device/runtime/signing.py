@@ -134,11 +134,15 @@ def sign_bundle(folder: str | Path, private_key_path: str | Path) -> Path:
     return path
 
 
-def verify_bundle_signature(folder: Path, device_bytes: bytes, trusted_key: str | Path | None = None) -> SignatureStatus:
-    """Check ``signature.json`` against the pinned key (``trusted_key``, else the
-    :data:`TRUSTED_KEY_ENV` variable). Without a pinned key nothing is verified and the status
-    says so; with one, a missing or invalid signature raises :class:`SignatureError`."""
-    trusted_key = trusted_key or os.environ.get(TRUSTED_KEY_ENV) or None
+def verify_bundle_signature(folder: Path, device_bytes: bytes, trusted_key: str | Path | None = None,
+                            environment_key: bool = True) -> SignatureStatus:
+    """Check ``signature.json`` against the pinned key (``trusted_key``, else - when
+    ``environment_key`` - the :data:`TRUSTED_KEY_ENV` variable). Without a pinned key nothing is
+    verified and the status says so; with one, a missing or invalid signature raises
+    :class:`SignatureError`."""
+    if not trusted_key and environment_key:
+        trusted_key = os.environ.get(TRUSTED_KEY_ENV)
+    trusted_key = trusted_key or None
     path = folder / SIGNATURE
     record = _read_record(path) if path.exists() or path.is_symlink() else None
     if trusted_key is None:
