@@ -11,7 +11,8 @@ once. Layout of one cache (a folder under the cache root)::
 The folder name is a key over the preprocessing parameters and the image paths; inside,
 ``meta.json`` keeps a digest of every file's size and modification time. A changed file makes
 the cache *stale* and it is rebuilt. Images that fail to decode get an all-zero row,
-``ok = False`` and the reason; callers exclude and report them.
+``ok = False`` and the reason; callers leave them out and list them
+(:meth:`PixelCache.left_out`: image id, split, reason).
 """
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ from .preprocessing import Preprocessing, to_stored
 from .provenance import producer
 
 PIXELS, INDEX, META = "pixels.u8", "index.csv", "meta.json"
+#: Columns of every list of images left out because they could not be decoded.
+LEFT_OUT_COLUMNS = ["image_id", "split", "reason"]
 HIT, BUILT, STALE = "hit", "built", "rebuilt (stale)"
 
 
@@ -53,6 +56,15 @@ class PixelCache:
     def failed(self) -> pd.DataFrame:
         """Images that could not be decoded, with the reason."""
         return self.index[~self.index["ok"]]
+
+    def left_out(self, frame: pd.DataFrame, splits: tuple[str, ...]) -> pd.DataFrame:
+        """The images of ``frame`` in ``splits`` that could not be decoded, which every caller
+        leaves out: ``image_id, split, reason``, in the order of ``splits``, then by image id."""
+        reasons = self.failed.set_index("image_id")["reason"]
+        parts = [frame.loc[(frame["split"] == split) & frame["image_id"].isin(reasons.index), ["image_id", "split"]]
+                 .sort_values("image_id", kind="stable") for split in splits]
+        rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=LEFT_OUT_COLUMNS[:2])
+        return rows.assign(reason=rows["image_id"].map(reasons).astype(str))[LEFT_OUT_COLUMNS]
 
 
 def _identity(frame: pd.DataFrame) -> pd.DataFrame:

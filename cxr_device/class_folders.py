@@ -72,7 +72,8 @@ def read_class_folders(root: str | Path) -> MetadataTable:
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset folder not found (given with --folders)")
     records, bad, listing, ignored = [], [], [], []
-    for split, label, folder in _class_dirs(root):
+    class_dirs = _class_dirs(root)
+    for split, label, folder in class_dirs:
         for file in sorted(folder.iterdir()):
             if file.name.startswith(".") or not file.is_file():
                 continue
@@ -89,6 +90,11 @@ def read_class_folders(root: str | Path) -> MetadataTable:
                 continue
             patient, subtype = parsed
             records.append({**row, "patient_id": patient, "subtype": subtype, TARGET: CLASSES[label]})
+    if not records and not bad:
+        folders = ", ".join(str(folder) for _, _, folder in class_dirs)
+        raise DatasetError(f"{root}: no image files ({', '.join(IMAGE_SUFFIXES)}) in the class folders ({folders})"
+                           f"{f'; {len(ignored)} other file(s) were ignored' if ignored else ''}; "
+                           "check that this is the right folder and that the images were copied")
     log = ex.ExclusionLog()
     if bad:
         frame_bad = pd.DataFrame(bad)

@@ -135,7 +135,10 @@ def build_cohort(settings: CohortSettings) -> Cohort:
 
 def _split(frame: pd.DataFrame, settings: CohortSettings, log: ex.ExclusionLog) -> pd.DataFrame:
     if frame.empty:
-        raise DatasetError("no images are left after validation and filters; see exclusions in the log")
+        counts = ", ".join(f"{reason} {n:,}" for reason, n in log.counts().items()) or "none recorded"
+        source = settings.metadata or settings.folders
+        raise DatasetError(f"{source}: no images are left after validation and filters (exclusions: {counts}); "
+                           "check the file, the image folders and the filters")
     if settings.split == "patient":
         split = split_by_patient(frame["patient_id"], frame[TARGET], settings.val_fraction,
                                  settings.test_fraction, settings.seed)

@@ -9,13 +9,19 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .cli import EXIT_BAD_INPUT, EXIT_OK
 from .cohort import CohortSettings, build_cohort, write_cohort
+from .console import check_output_dir
 from .eda import EDA_JSON, run_eda
 from .filters import Filters
-from .run_layout import EXCLUSIONS_CSV, TRAIN_SUMMARY
+from .run_layout import EXCLUSIONS_CSV, TRAIN_SUMMARY, default_cache_root
+from .safe_text import terminal
 from .synth import SynthSettings, generate
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _FORMATTER = argparse.RawDescriptionHelpFormatter
 
@@ -34,8 +40,8 @@ def _progress(args: argparse.Namespace) -> bool:
 def _bad_input(command: str, headline: str, messages, listed_in: Path) -> int:
     """Print the first problems to stderr, say where all of them are, and return exit code 1."""
     print(f"cxr-device {command}: {headline}; first ones:", file=sys.stderr)
-    for message in list(messages)[:5]:
-        print(f"  {message}", file=sys.stderr)
+    for message in list(messages)[:5]:  # file names and CSV cells: no control characters reach the terminal
+        print(f"  {terminal(message)}", file=sys.stderr)
     print(f"  all of them: {listed_in}", file=sys.stderr)
     return EXIT_BAD_INPUT
 
@@ -123,6 +129,7 @@ def cohort_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _cohort(args: argparse.Namespace) -> int:
+    check_output_dir(args.out)  # a bad --out is refused before the work, not after
     settings = CohortSettings(
         metadata=args.metadata, folders=args.folders, images=tuple(args.images), metadata_only=args.metadata_only,
         filters=Filters(args.min_age, args.max_age, args.sex, args.views), split=args.split,
@@ -202,17 +209,18 @@ def cache_command(sub: argparse._SubParsersAction) -> None:
 def _cache(args: argparse.Namespace) -> int:
     # torch-dependent modules are imported here, not at the top, so that commands that do not
     # need torch (cohort, eda, check-dicom) do not pay its import time
-    from .cache import open_cache
+    from .cache import INDEX, open_cache
     from .cohort import read_cohort
     from .preprocessing import Preprocessing
+    from .splits import SPLITS
 
     frame, _ = read_cohort(args.cohort)
-    root = args.cache_dir or args.cohort.resolve().parent / "cache"
+    root = args.cache_dir or default_cache_root(args.cohort)
     cache = open_cache(frame, Preprocessing(image_size=args.image_size), root, args.workers, _progress(args))
     print(f"cache {cache.status}: {len(cache.index):,} images at {cache.pixels.shape[1]} px in {cache.folder}")
     if len(cache.failed):
-        return _bad_input("cache", f"{len(cache.failed)} image(s) could not be decoded", cache.failed["reason"],
-                          cache.folder / "index.csv")
+        return _bad_input("cache", f"{len(cache.failed)} image(s) could not be decoded; training and evaluation "
+                          "will leave them out", _left_out_lines(cache.left_out(frame, SPLITS)), cache.folder / INDEX)
     return EXIT_OK
 
 
@@ -290,6 +298,14 @@ def _train(args: argparse.Namespace) -> int:
           f"{h['images_per_s'].median():.0f} images/s")
     print(f"  model    {result.model_dir}  (history.csv, training_curves.png, best.pt, last.pt)")
     if result.n_unreadable:
-        return _bad_input("train", f"{result.n_unreadable} image(s) could not be decoded and were left out",
-                          [], result.model_dir / TRAIN_SUMMARY)
+        counts = result.unreadable["split"].value_counts()
+        where = ", ".join(f"{split} {int(counts.get(split, 0))}" for split in ("train", "val", "test"))
+        return _bad_input("train", f"{result.n_unreadable} image(s) could not be decoded ({where}); those of train "
+                          "and val were left out of training, those of test will be left out by evaluate",
+                          _left_out_lines(result.unreadable), result.model_dir / TRAIN_SUMMARY)
     return EXIT_OK
+
+
+def _left_out_lines(left_out: pd.DataFrame) -> list[str]:
+    """One line per image left out: ``image_id (split): reason``."""
+    return [f"{r.image_id} ({r.split}): {r.reason}" for r in left_out.itertuples(index=False)]

@@ -44,6 +44,22 @@ def output_dir(path: str | Path) -> Path:
     return path
 
 
+def check_output_dir(path: str | Path) -> Path:
+    """Refuse, without creating anything, a folder location that could not be created or written:
+    what a command checks before it starts work that takes time."""
+    path = Path(path)
+    _refuse_system(path)
+    existing = next((p for p in (path, *path.parents) if p.exists() or p.is_symlink()), Path("."))
+    if existing == path:
+        if not path.is_dir():
+            raise OutputError(f"{path}: exists and is not a folder; give a folder for the outputs")
+    elif not existing.is_dir():
+        raise OutputError(f"{path}: cannot be created: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"{path}: cannot be written: {existing} is not writable")
+    return path
+
+
 def output_file(path: str | Path) -> Path:
     """Check that ``path`` can be written as a file (its folder is created if needed)."""
     path = Path(path)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import csv
 import gzip
 import re
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,6 +100,9 @@ def read_nih_metadata(path: str | Path) -> MetadataTable:
     path = Path(path)
     header, rows, lines, malformed = _read_rows(path)
     frame, ignored = _named_frame(path, header, rows)
+    if not rows and not malformed:
+        raise MetadataError(f"{path}: no data rows after the header line (one row per image is expected); "
+                            "check that this is the right file and that it is complete")
     frame["source_line"] = np.asarray(lines, dtype=np.int64)
 
     layout = _layout(header, frame["age_raw"])
@@ -115,43 +120,165 @@ def read_nih_metadata(path: str | Path) -> MetadataTable:
 
 
 def _read_rows(path: Path) -> tuple[list[str], list[list[str]], list[int], list[dict]]:
-    """Split the file into header, well-formed rows (with line numbers) and malformed rows."""
+    """Split the file into header, well-formed rows (with line numbers) and malformed rows.
+
+    Every non-blank line after the header becomes a row or a malformed-row record: an
+    unterminated quote excludes the line where it opened, and the lines after it are read again
+    one by one instead of being swallowed into one field.
+    """
     opener = gzip.open if path.suffix == ".gz" else open
     rows: list[list[str]] = []
     lines: list[int] = []
     malformed: list[dict] = []
     try:
         with opener(path, "rt", newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, None)
+            records = _records(handle)
+            _, header, problem = next(records, (1, [], None))
+            if problem:
+                raise MetadataError(f"{path}: line 1 (the header) {problem.text}; fix the header line")
             if not header:
                 raise MetadataError(f"{path}: empty file, expected an NIH metadata header")
             width = len(header)
-            for row in reader:
-                n = len(row)
-                if n == width:
-                    rows.append(row)
-                elif n > width and not any(f.strip() for f in row[width:]):
-                    rows.append(row[:width])  # trailing empty column(s)
-                elif n == 0:
-                    continue  # blank line
+            for line, fields, problem in records:
+                if problem is None:
+                    n = len(fields)
+                    if n == width:
+                        rows.append(fields)
+                        lines.append(line)
+                        continue
+                    if n > width and not any(f.strip() for f in fields[width:]):
+                        rows.append(fields[:width])  # trailing empty column(s)
+                        lines.append(line)
+                        continue
+                    if n == 0:
+                        continue  # blank line
+                    first, detail = fields[0].strip(), f"expected {width} comma-separated fields as in the header, found {n}"
                 else:
-                    malformed.append(
-                        {
-                            "source_line": reader.line_num,
-                            "image_id": row[0].strip() if row else "",
-                            "reason": ex.MALFORMED_ROW,
-                            "detail": f"{path.name} line {reader.line_num}: expected {width} "
-                            f"comma-separated fields as in the header, found {n}",
-                        }
-                    )
-                    continue
-                lines.append(reader.line_num)
+                    first, detail = problem.first_field, problem.text
+                    if problem.n_lines > 1:
+                        detail += f"; this line is excluded and the {problem.n_lines - 1} line(s) after it were " \
+                                  "read again one by one"
+                malformed.append({"source_line": line, "image_id": first, "reason": ex.MALFORMED_ROW,
+                                  "detail": f"{path.name} line {line}: {detail}"})
     except FileNotFoundError:
         raise MetadataError(f"{path}: metadata file not found") from None
     except (OSError, UnicodeDecodeError, EOFError, csv.Error) as err:
         raise MetadataError(f"{path}: cannot read as a CSV file: {err}") from None
     return header, rows, lines, malformed
+
+
+_LINE_ENDS = ("\n", "\r")
+
+
+@dataclass(frozen=True)
+class _LineProblem:
+    """Why one physical line could not be read as a CSV record."""
+
+    text: str
+    n_lines: int  # physical lines the csv module read for the record (more than 1: unterminated quote)
+    first_field: str
+
+
+def _records(handle) -> Iterator[tuple[int, list[str], _LineProblem | None]]:
+    """(line number, fields, problem) for every CSV record of ``handle``, one physical line each.
+
+    NIH metadata never has a line break inside a field, so a record that runs over several lines
+    is an unterminated quote: its first line is reported as a problem and the lines after it are
+    parsed again, so that no row is swallowed into a quoted field. The common case (no such
+    record) runs at the csv module's speed; from the first irregular record on, the file is
+    re-read from that line, line by line.
+    """
+    last = [""]
+
+    def tracked():
+        for text in handle:
+            last[0] = text
+            yield text
+
+    reader, line = csv.reader(tracked()), 0
+    try:
+        for fields in reader:  # the last line of a file without a final line break is checked line by line
+            if reader.line_num != line + 1 or (fields and fields[-1].endswith(_LINE_ENDS)) \
+                    or not last[0].endswith(_LINE_ENDS):
+                break
+            line += 1
+            yield line, fields, None
+        else:
+            return
+    except csv.Error:
+        pass
+    handle.seek(0)
+    for _ in range(line):
+        next(handle)
+    yield from _records_line_by_line(handle, line + 1)
+
+
+class _PushBack:
+    """The lines of a file, with lines that can be put back in front to be read again."""
+
+    def __init__(self, handle) -> None:
+        self.handle, self.pushed = handle, deque()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        return self.pushed.popleft() if self.pushed else next(self.handle)
+
+
+def _records_line_by_line(handle, line: int) -> Iterator[tuple[int, list[str], _LineProblem | None]]:
+    """:func:`_records` from ``line`` on, keeping the text of each record to read it again."""
+    source = _PushBack(handle)
+    while True:
+        consumed: list[str] = []
+
+        def feed():
+            for text in source:
+                consumed.append(text)
+                yield text
+
+        for fields in _guarded(csv.reader(feed()), consumed):
+            error = isinstance(fields, csv.Error)
+            if len(consumed) == 1 and not error and not _opens_quote(consumed[0]):
+                yield line, fields, None
+                line += 1
+                consumed.clear()
+                continue
+            first = next(csv.reader([consumed[0].split(",", 1)[0]]), [""])
+            if len(consumed) > 1:
+                text = (f"has an unterminated quote: a quoted field opened on this line runs "
+                        f"{'past' if error else 'on to'} line {line + len(consumed) - 1} (NIH metadata has no "
+                        "line breaks inside fields)")
+            elif not error:
+                text = "has an unterminated quote: a quoted field opened on this line is never closed (end of file)"
+            else:
+                text = f"cannot be parsed as CSV ({fields})"
+            yield line, [], _LineProblem(text, len(consumed), first[0].strip() if first else "")
+            source.pushed.extendleft(reversed(consumed[1:]))
+            line += 1
+            break  # a fresh reader for the lines put back: the old one is inside a quoted field
+        else:
+            return
+
+
+def _opens_quote(text: str) -> bool:
+    """True when a quoted field opened on this one line is not closed on it."""
+    fields = next(csv.reader([text.rstrip("\r\n") + "\n"]), [])
+    return bool(fields) and fields[-1].endswith("\n")
+
+
+def _guarded(reader, consumed: list[str]) -> Iterator[list[str] | csv.Error]:
+    """The reader's records; a csv error after reading some line(s) is yielded, not raised."""
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            if not consumed:
+                raise
+            yield err
+            return
 
 
 def _named_frame(path: Path, header: list[str], rows: list[list[str]]) -> tuple[pd.DataFrame, list[str]]:

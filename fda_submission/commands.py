@@ -8,6 +8,8 @@ from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
+from cxr_device.console import check_output_dir
+
 from . import STEPS
 from .trace import matrix_rows, render_matrix, trace
 
@@ -90,6 +92,14 @@ examples:
 A step whose settings and input files are unchanged and whose outputs are intact is skipped and
 says so; an interrupted training continues from model/last.pt. RUN/manifest.json records the
 sha256 of every input and output, versions, seeds, GPU and wall time per step.
+
+The run folder: a folder that holds files but is not a run of this configuration (no
+manifest.json, or one of another run) is refused unless --force. A step that runs again removes
+only the files its previous run recorded in manifest.json; files you put in the folder are kept.
+
+exit code: 0 ok; 1 the run finished but a step left rows or images out (counted, and listed in the
+file each line names: cohort/exclusions.csv, eda/eda.json, model/train_summary.json or
+evaluation/metrics.json); 2 usage error or unusable input (the run stops at that step)
 """
 
 
@@ -103,7 +113,9 @@ def run_command(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("config", type=Path, help="run configuration YAML")
     p.add_argument("--out", type=Path, help="run folder (default runs/<name>)")
-    p.add_argument("--force", action="store_true", help="re-run every step")
+    p.add_argument("--force", action="store_true",
+                   help="re-run every step, also into an --out folder that is not a run of this configuration "
+                   "(files of the same names as the run's are replaced; no other file is deleted)")
     p.add_argument("--from", dest="from_step", metavar="STEP", choices=STEPS,
                    help=f"re-run this step and the ones after it ({', '.join(STEPS)})")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -115,13 +127,28 @@ def _run(args: argparse.Namespace) -> int:
     from .run_config import load_run_config
 
     config = load_run_config(args.config)
-    out = args.out or Path("runs") / config.name
+    out = check_output_dir(args.out or Path("runs") / config.name)
     manifest = Pipeline(config, out, progress=not args.quiet and sys.stderr.isatty()).run(args.force, args.from_step)
     print(f"run {config.name} in {out}: " + ", ".join(f"{k} {v['status'].split(' ')[0]}"
                                                    for k, v in manifest["steps"].items()))
     print(f"  manifest   {out / 'manifest.json'}")
     print(f"  documents  {out / 'submission'}")
-    return 0
+    return _report_left_out("run", manifest, out)
+
+
+def _report_left_out(command: str, manifest: dict, out: Path) -> int:
+    """Say on stderr what the run left out and where it is listed; the exit code (1 if anything)."""
+    from cxr_device.safe_text import terminal
+
+    from .pipeline import left_out_lines
+
+    lines = left_out_lines(manifest, out)
+    if not lines:
+        return 0
+    print(f"cxr-device {command}: the run finished, but some input was left out:", file=sys.stderr)
+    for line in lines:
+        print(f"  {terminal(line)}", file=sys.stderr)
+    return 1
 
 
 # --- demo ----------------------------------------------------------------------------------
@@ -134,7 +161,12 @@ def demo_command(sub: argparse._SubParsersAction) -> None:
         "synth -> cohort -> eda -> train (small CNN, 64 px) -> evaluate -> locked bundle -> submission\n"
         "documents (marked synthetic); a few synthetic DICOMs are written to try check-dicom and predict.",
     )
-    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo)")
+    p.add_argument("--out", type=Path, default=Path("runs/demo"),
+                   help="run folder (default runs/demo); a folder that holds files but is not a demo run is "
+                   "refused unless --force")
+    p.add_argument("--force", action="store_true",
+                   help="re-run every step, also into an --out folder that is not a demo run "
+                   "(files of the same names as the run's are replaced; no other file is deleted)")
     p.add_argument("--n-patients", type=int, help="synthetic patients (default: the demo config's 120)")
     p.add_argument("--seed", type=int, help="seed of the synthetic data (default: the demo config's 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -158,7 +190,7 @@ def _demo(args: argparse.Namespace) -> int:
     config.synthetic = replace(config.synthetic, **overrides)
     config.synthetic.validate()
     manifest = Pipeline(config, args.out, progress=not args.quiet and sys.stderr.isatty(),
-                        log=lambda line: print(f"  {line}")).run()
+                        log=lambda line: print(f"  {line}")).run(args.force)
     dicoms = write_demo_dicoms(args.out / "dicom", config.seed)
     run = RunLayout(args.out)
     metrics = json.loads(run.metrics.read_text())
@@ -177,4 +209,4 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"  cxr-device check-dicom {args.out / 'dicom'}")
     print(f"  cxr-device predict --bundle {args.out / 'bundle'} " + " ".join(str(p) for p in dicoms.values())
           + f" --heatmap {args.out / 'heatmaps'}")
-    return 0
+    return _report_left_out("demo", manifest, args.out)

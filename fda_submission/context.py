@@ -16,6 +16,7 @@ from cxr_device.errors import CxrDeviceError
 from cxr_device.hashing import sha256_file
 from cxr_device.run_layout import COHORT_CSV, COHORT_SUMMARY, RULES, RunLayout
 from cxr_device.runtime.input_rules import load_rules
+from cxr_device.splits import SPLITS
 
 from .agreement import reader_agreement
 from .sample_size import study_size
@@ -34,6 +35,9 @@ REFERENCE_STANDARD = {
                   "removed. Labels are image-level (normal / bacterial / viral pneumonia)."),
 }
 
+
+#: How the documents name the splits.
+SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
 
 #: Pre-specified subgroup levels of the validation plan: 5 age bands, 2 sexes, 2 views.
 N_SUBGROUP_LEVELS = 9
@@ -84,6 +88,7 @@ def build_context(run_dir: str | Path, profile: dict, junit_rows: list | None = 
         agreement = reader_agreement(profile["reader_study_labels"])
         read[agreement["path"]] = Path(agreement["path"])
 
+    left_out = left_out_images(train_summary, metrics)
     figures = {f"eda_{k}": layout.eda / v for k, v in eda["figures"].items()}
     figures.update({k: layout.evaluation / v for k, v in metrics["figures"].items()})
     return {
@@ -106,7 +111,8 @@ def build_context(run_dir: str | Path, profile: dict, junit_rows: list | None = 
         "rules": [{"id": r.id, "attributes": " or ".join(r.attributes), "expected": r.expected(),
                    "severity": r.severity, "message": r.message} for r in rules.rules],
         "rules_name": rules.name,
-        "limitations": limitations(rules, metrics, cohort, bool(cohort.get("synthetic"))),
+        "left_out": left_out,
+        "limitations": limitations(rules, metrics, cohort, bool(cohort.get("synthetic")), left_out),
         "sample_size": study_size(profile["acceptance"], expected, prevalence, power=profile.get("power", 0.8),
                                   min_per_class=MIN_PER_SUBGROUP_LEVEL * N_SUBGROUP_LEVELS),
         "expected": expected,
@@ -127,12 +133,36 @@ def _relative(path: Path, run: Path) -> str:
         return str(path)
 
 
-def limitations(rules, metrics: dict, cohort: dict, synthetic: bool) -> list[str]:
+def left_out_images(train_summary: dict, metrics: dict) -> dict:
+    """The cohort's images that could not be decoded and were left out, from train_summary.json
+    (every split, as training found them) and metrics.json (validation and test, as evaluation
+    found them): ``n``, ``by_split`` (every split, zeros included) and each image with its split
+    and reason, in split order then by image id."""
+    found: dict[tuple[str, str], dict] = {}
+    for images in (train_summary.get("cache", {}).get("unreadable", []),
+                   train_summary.get("left_out", {}).get("images", []), metrics.get("left_out", {}).get("images", [])):
+        for image in images:
+            split = image.get("split", "unknown")
+            found.setdefault((split, image["image_id"]), {"image_id": image["image_id"], "split": split,
+                                                          "reason": image.get("reason", "")})
+    order = {s: i for i, s in enumerate(SPLITS)}
+    images = [found[k] for k in sorted(found, key=lambda k: (order.get(k[0], len(order)), k[1]))]
+    by_split = {s: 0 for s in SPLITS}
+    for image in images:
+        by_split[image["split"]] = by_split.get(image["split"], 0) + 1
+    return {"n": len(images), "by_split": by_split, "images": images}
+
+
+def limitations(rules, metrics: dict, cohort: dict, synthetic: bool, left_out: dict | None = None) -> list[str]:
     """Conditions and inputs for which the device must not be used, derived from the locked input
-    rules, the training population and the measured subgroups."""
+    rules, the training population, the images that could not be used and the measured subgroups."""
     out = []
     if synthetic:
         out.append("The model was trained and evaluated on synthetic phantoms: no clinical performance is claimed.")
+    if left_out and left_out["n"]:
+        where = ", ".join(f"{SPLIT_NAMES.get(s, s)} {n}" for s, n in left_out["by_split"].items())
+        out.append(f"{left_out['n']} image(s) of the development data could not be decoded and were left out ({where}); "
+                   "the device refuses such inputs, and performance on them is not established.")
     for rule in rules.rules:
         if rule.severity == "error":
             out.append(f"Inputs whose {' / '.join(rule.attributes)} is not {rule.expected()} are refused "

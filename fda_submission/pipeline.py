@@ -6,8 +6,18 @@ input files) equals the one recorded in ``manifest.json`` and its recorded outpu
 ``force`` re-runs everything, ``from_step`` that step and the ones after it. A training that was
 interrupted continues from ``model/last.pt`` when its settings are unchanged.
 
+The run folder is never emptied wholesale. A folder that holds files but is not a run of this
+configuration (no ``manifest.json``, or one of another run) is refused unless ``force``. A step
+that runs again first removes the files its previous run recorded as its outputs (also when it was
+interrupted), and nothing else: files someone put beside them are kept and never recorded.
+
+A step that leaves rows or images out (invalid metadata rows, images that cannot be decoded)
+records how many (``left_out``) and the file that lists them (``left_out_listed_in``);
+:func:`left_out_lines` says so in words, and ``cxr-device run`` exits 1.
+
 ``manifest.json`` records, per step, the settings, the sha256 of every input and output, the
-wall time and whether it ran, was skipped or resumed; and for the run, the package version, git
+files that were there before it ran (``foreign``), the wall time, what it left out, and whether
+it ran, was skipped or resumed; and for the run, the package version, git
 commit (and whether the tree had uncommitted changes), seeds, Python / torch / CUDA versions, the
 GPU and the SOUP list. It is rewritten after every step, so an interrupted run keeps its record.
 """
@@ -16,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -33,7 +42,7 @@ from cxr_device.eda import run_eda
 from cxr_device.errors import CxrDeviceError
 from cxr_device.hashing import sha256_file
 from cxr_device.image_index import index_images
-from cxr_device.run_layout import LAST, RunLayout
+from cxr_device.run_layout import EXCLUSIONS_CSV, LAST, RunLayout
 from cxr_device.synth import METADATA_NAME, generate
 from cxr_device.train_config import config_from_dict
 from cxr_device.training import train
@@ -58,9 +67,29 @@ class Pipeline:
         self.config, self.out, self.progress, self.log = config, Path(out), progress, log
         self.layout = RunLayout(self.out)
         self.manifest_path = self.layout.manifest
-        previous = json.loads(self.manifest_path.read_text()) if self.manifest_path.is_file() else {}
-        self.previous_steps = previous.get("steps", {})
+        previous, self.not_this_run = self._previous_manifest()
+        # another run's record (or none) is never trusted: nothing is skipped or removed on its word
+        self.previous_steps = previous.get("steps", {}) if self.not_this_run is None else {}
         self.steps = [s for s in STEPS if s != "synth" or config.synthetic is not None]
+
+    def _previous_manifest(self) -> tuple[dict, str | None]:
+        """The folder's manifest, and why the folder is not a run of this configuration (None
+        when it is one, or is empty or absent: then it may be written without ``force``)."""
+        if self.out.exists() and not self.out.is_dir():
+            raise CxrDeviceError(f"{self.out}: exists and is not a folder; choose another --out")
+        if not self.out.is_dir() or not any(self.out.iterdir()):
+            return {}, None
+        if not self.manifest_path.is_file():
+            return {}, f"it has no {self.manifest_path.name}"
+        try:
+            previous = json.loads(self.manifest_path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            return {}, f"its {self.manifest_path.name} cannot be read ({err})"
+        if not isinstance(previous, dict) or not isinstance(previous.get("steps", {}), dict):
+            return {}, f"its {self.manifest_path.name} is not a cxr-device manifest"
+        if previous.get("run") != self.config.name:
+            return {}, f"its {self.manifest_path.name} is of run {previous.get('run')!r}"
+        return previous, None
 
     # --- inputs and settings of each step ------------------------------------------------------
     @property
@@ -101,17 +130,43 @@ class Pipeline:
             files += [Path(p) for p in (self.config.submission["profile"], self.config.submission["junit"]) if p]
         return {str(f): sha256_file(f) for f in files if Path(f).is_file()}
 
-    def _output_dirs(self, step: str) -> list[Path]:
-        return [getattr(self.layout, d) for d in OUTPUT_DIRS[step]]
-
-    def _outputs(self, step: str) -> dict[str, str]:
-        return {str(p.relative_to(self.out)): sha256_file(p) for d in self._output_dirs(step) if d.is_dir()
+    def _files(self, step: str) -> dict[str, str]:
+        """Every file now in the step's folders (relative path -> sha256)."""
+        folders = [getattr(self.layout, d) for d in OUTPUT_DIRS[step]]
+        return {p.relative_to(self.out).as_posix(): sha256_file(p) for d in folders if d.is_dir()
                 for p in sorted(d.rglob("*")) if p.is_file()}
+
+    def _intact(self, outputs: dict[str, str] | None) -> bool:
+        """True when every recorded output is still there with its recorded sha256."""
+        return bool(outputs) and all((self.out / rel).is_file() and sha256_file(self.out / rel) == digest
+                                     for rel, digest in outputs.items())
+
+    def _remove(self, step: str, relative: list[str]) -> None:
+        """Delete these files (the step's own, from the manifest), then the folders that this
+        emptied below the step's folders; never anything else."""
+        roots = {getattr(self.layout, d).resolve() for d in OUTPUT_DIRS[step]}
+        for rel in sorted(relative):
+            path = self.out / rel
+            if not (path.is_file() or path.is_symlink()) or not any(r in path.resolve().parents for r in roots):
+                continue  # already gone, or a recorded path that leads outside the step's folders
+            path.unlink()
+            parent = path.parent
+            while parent.resolve() not in roots and parent.resolve() != self.out.resolve() \
+                    and parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
+                parent = parent.parent
 
     # --- running -------------------------------------------------------------------------------
     def run(self, force: bool = False, from_step: str | None = None) -> dict:
+        """Run every step that is not up to date (all of them with ``force``; ``from_step`` and the
+        later ones); return the manifest, also written to ``manifest.json`` after every step."""
         if from_step is not None and from_step not in self.steps:
             raise CxrDeviceError(f"--from {from_step!r} is not a step of this run; steps: {', '.join(self.steps)}")
+        if self.not_this_run and not force:
+            raise CxrDeviceError(
+                f"{self.out}: this folder holds files but is not a run of {self.config.name!r} ({self.not_this_run}); "
+                "nothing was changed. Choose a new or empty --out, or add --force to write the run into it "
+                "(files of the same names as the run's are replaced; no other file is deleted)")
         self.out.mkdir(parents=True, exist_ok=True)
         manifest = self._header()
         started = time.perf_counter()
@@ -122,65 +177,88 @@ class Pipeline:
             fingerprint = _digest({"settings": settings, "inputs": inputs})
             before = self.previous_steps.get(step, {})
             if not rerun and before.get("complete") and before.get("fingerprint") == fingerprint \
-                    and before.get("outputs") == self._outputs(step):
+                    and self._intact(before.get("outputs")):
                 manifest["steps"][step] = {**before, "status": SKIPPED}
                 self.log(f"{step:<10} up to date, skipped")
                 self._write(manifest, started)
                 continue
-            manifest["steps"][step] = {"status": "running", "complete": False, "fingerprint": fingerprint,
-                                       "settings": settings, "inputs": inputs}
+            # a step may only continue earlier work (a training's last.pt) when nothing it depends on changed
+            restart = force or from_step is not None or before.get("fingerprint") != fingerprint
+            resume = step == "train" and self._can_resume(restart, before)
+            ours = [rel for rel in before.get("outputs") or {} if (self.out / rel).exists()]
+            if not resume:
+                self._remove(step, ours)
+                ours = []
+            foreign = {rel: digest for rel, digest in self._files(step).items() if rel not in ours}
+            entry = manifest["steps"][step] = {"status": "running", "complete": False, "fingerprint": fingerprint,
+                                               "settings": settings, "inputs": inputs, "foreign": foreign}
             self._write(manifest, started)
             self.log(f"{step:<10} running ...")
             t0 = time.perf_counter()
-            # a step may only continue earlier work (a training's last.pt) when nothing it depends on changed
-            restart = force or from_step is not None or before.get("fingerprint") != fingerprint
-            status = getattr(self, f"_run_{step}")(restart)
-            manifest["steps"][step].update(status=status, complete=True, seconds=round(time.perf_counter() - t0, 2),
-                                           outputs=self._outputs(step), finished_at=_now())
-            self.log(f"{step:<10} {status} in {manifest['steps'][step]['seconds']:.1f} s")
+            try:
+                status, left_out = getattr(self, f"_run_{step}")(resume)
+            finally:  # interrupted or failed: what it wrote so far is recorded, so a re-run can remove it
+                entry["outputs"] = {rel: digest for rel, digest in self._files(step).items()
+                                    if foreign.get(rel) != digest}
+                self._write(manifest, started)
+            entry.update(status=status, complete=True, seconds=round(time.perf_counter() - t0, 2),
+                         left_out=left_out, finished_at=_now())
+            if left_out:
+                entry["left_out_listed_in"] = self._listed_in(step)
+            self.log(f"{step:<10} {status} in {entry['seconds']:.1f} s")
+            if left_out:
+                self.log(f"{step:<10} {left_out} left out: listed in {self.layout.root / self._listed_in(step)}")
             self._write(manifest, started)
         return manifest
 
-    def _run_synth(self, _restart: bool) -> str:
-        shutil.rmtree(self.layout.data, ignore_errors=True)
-        generate(self.layout.data, self.config.synthetic, progress=self.progress)
-        return RAN
+    def _listed_in(self, step: str) -> str:
+        """The file (relative to the run) that lists what ``step`` left out, and why."""
+        run = self.layout
+        path = {"cohort": run.cohort / EXCLUSIONS_CSV, "eda": run.eda_json, "train": run.train_summary,
+                "evaluate": run.metrics}[step]
+        return path.relative_to(self.out).as_posix()
 
-    def _run_cohort(self, _restart: bool) -> str:
+    def _can_resume(self, restart: bool, before: dict) -> bool:
+        """An interrupted training continues from last.pt when nothing it depends on changed."""
+        saved, last = self.layout.train_config, self.layout.checkpoint(LAST)
+        return not restart and not before.get("complete") and last.is_file() \
+            and last.relative_to(self.out).as_posix() in (before.get("outputs") or {}) and saved.is_file() \
+            and yaml.safe_load(saved.read_text()) == config_from_dict(self.config.train, self.config.source).as_dict()
+
+    def _run_synth(self, _resume: bool) -> tuple[str, int]:
+        generate(self.layout.data, self.config.synthetic, progress=self.progress)
+        return RAN, 0
+
+    def _run_cohort(self, _resume: bool) -> tuple[str, int]:
         cohort = build_cohort(self.cohort_settings)
         write_cohort(cohort, self.layout.cohort)
-        if cohort.n_invalid:
-            self.log(f"cohort     {cohort.n_invalid} invalid row(s) excluded: see cohort/exclusions.csv")
-        return RAN
+        return RAN, cohort.n_invalid
 
-    def _run_eda(self, _restart: bool) -> str:
-        run_eda(self.layout.cohort, self.layout.eda, self.config.eda["pixel_sample"], self.config.eda["seed"],
-                progress=self.progress)
-        return RAN
+    def _run_eda(self, _resume: bool) -> tuple[str, int]:
+        report = run_eda(self.layout.cohort, self.layout.eda, self.config.eda["pixel_sample"], self.config.eda["seed"],
+                         progress=self.progress)
+        return RAN, int(report["n_unreadable"])
 
-    def _run_train(self, restart: bool) -> str:
-        config = config_from_dict(self.config.train, self.config.source)
-        model_dir = self.layout.model
-        saved = self.layout.train_config
-        resume = self.layout.checkpoint(LAST).is_file() and not restart and saved.is_file() \
-            and yaml.safe_load(saved.read_text()) == config.as_dict() \
-            and not self.previous_steps.get("train", {}).get("complete")
-        if not resume:
-            shutil.rmtree(model_dir, ignore_errors=True)
-        train(self.layout.cohort, self.out, config, resume=resume, progress=self.progress)
-        return RESUMED if resume else RAN
+    def _run_train(self, resume: bool) -> tuple[str, int]:
+        last = self.layout.checkpoint(LAST)
+        if last.is_file() and not resume:  # the run's own last.pt was removed above: this one is not the run's
+            raise CxrDeviceError(f"{last}: a training checkpoint this run did not write (it is not recorded in "
+                                 f"{self.manifest_path}); nothing was changed - move it away or choose another --out")
+        result = train(self.layout.cohort, self.out, config_from_dict(self.config.train, self.config.source),
+                       resume=resume, progress=self.progress)
+        return (RESUMED if resume else RAN), len(result.left_out)
 
-    def _run_evaluate(self, _restart: bool) -> str:
+    def _run_evaluate(self, _resume: bool) -> tuple[str, int]:
         e = self.config.evaluate
-        evaluate_run(self.out, e["bootstrap"], e["seed"], e["target_sensitivity"], e["rules"], progress=self.progress)
-        return RAN
+        metrics = evaluate_run(self.out, e["bootstrap"], e["seed"], e["target_sensitivity"], e["rules"],
+                               progress=self.progress)
+        return RAN, int(metrics["left_out"]["n"])
 
-    def _run_submission(self, _restart: bool) -> str:
+    def _run_submission(self, _resume: bool) -> tuple[str, int]:
         s = self.config.submission
-        shutil.rmtree(self.layout.submission, ignore_errors=True)
         render_documents(self.out, self.layout.submission, s["profile"], tuple(s["formats"]),
                          matrix_rows(Path(s["junit"])) if s["junit"] else None)
-        return RAN
+        return RAN, 0
 
     # --- manifest ------------------------------------------------------------------------------
     def _header(self) -> dict:
@@ -209,6 +287,17 @@ class Pipeline:
         manifest["wall_seconds"] = round(time.perf_counter() - started, 2)
         manifest["updated_at"] = _now()
         self.manifest_path.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+
+
+def left_out_lines(manifest: dict, out: str | Path) -> list[str]:
+    """One line per step of ``manifest`` that left something out: how many and where they are
+    listed with their reasons (empty when nothing was left out)."""
+    words = {"cohort": "invalid metadata row(s) excluded", "eda": "sampled image(s) could not be read",
+             "train": "image(s) could not be decoded and were left out of training",
+             "evaluate": "image(s) could not be decoded and were not scored"}
+    return [f"{step:<10} {entry['left_out']} {words.get(step, 'left out')}: listed in "
+            f"{Path(out) / entry.get('left_out_listed_in', '')}"
+            for step, entry in manifest["steps"].items() if entry.get("left_out")]
 
 
 def _digest(value) -> str:

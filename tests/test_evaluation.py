@@ -27,6 +27,8 @@ def test_metrics_predictions_figures(trained_run):
                      "brier"):
             assert set(s[name]) == {"value", "ci95", "n_undefined"}
         assert sum(s["confusion"].values()) == s["n_images"]
+        assert s["n_left_out"] == 0
+    assert metrics["left_out"] == {"n": 0, "by_split": {"val": 0, "test": 0}, "images": []}
     rules = [p["rule"] for p in metrics["operating_points"]]
     assert rules == ["max_f1", "youden", "target_sensitivity>=0.9", "f1_plateau(0.01)"]
     assert [p["locked"] for p in metrics["operating_points"]] == [True, False, False, False]

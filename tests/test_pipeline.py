@@ -62,6 +62,7 @@ def test_every_artifact_and_the_manifest(tmp_path):
                                                                    "submission"}
     for step in on_disk["steps"].values():
         assert step["complete"] and step["status"] == "ran" and step["seconds"] >= 0
+        assert step["left_out"] == 0 and step["foreign"] == {}  # nothing left out, nobody else's files
         for rel, digest in step["outputs"].items():
             assert sha256_file(out / rel) == digest
     assert on_disk["steps"]["train"]["inputs"] == {str(out / "cohort" / "cohort.csv"):

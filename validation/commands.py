@@ -10,6 +10,7 @@ from cxr_device.console import emit, input_files, output_file
 from cxr_device.dicom_pixels import DEFAULT_MAX_PIXELS
 from cxr_device.runtime.header_check import PASS
 from cxr_device.runtime.input_rules import load_rules
+from cxr_device.safe_text import terminal
 
 from .dicom_check import check_paths
 from .dicom_report import FORMATS, render, summary_line
@@ -71,7 +72,9 @@ def evaluate_command(sub: argparse._SubParsersAction) -> None:
         "subgroups by age band, sex and view. Writes RUN/evaluation/ and locks RUN/bundle/.",
         epilog="outputs: RUN/evaluation/ predictions.csv, metrics.json, roc.png, precision_recall.png,\n"
         "         threshold_curves.png, confusion_matrix.png, calibration.png, training_curves.png\n"
-        "         RUN/bundle/ model.safetensors, input_rules.yaml, device.json (hashes of everything)",
+        "         RUN/bundle/ model.safetensors, input_rules.yaml, device.json (hashes of everything)\n"
+        "exit code: 0 ok; 1 written, but images that could not be decoded were not scored (counted and\n"
+        "         listed under left_out in metrics.json); 2 usage error or unusable run",
     )
     p.add_argument("--run", required=True, type=Path, help="run folder with model/ (from `cxr-device train`)")
     p.add_argument("--bootstrap", type=int, default=2000, metavar="N", help="bootstrap replicates (default 2000)")
@@ -102,6 +105,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(f"  subgroups: {m['subgroups']['note']}" if m["subgroups"]["note"] else
           f"  subgroups: {len(m['subgroups']['test'])} on test ({unstable} flagged unstable: < 10 per class)")
     print(f"wrote {args.run / 'evaluation'} and locked {args.run / 'bundle'}")
+    left_out = m["left_out"]
+    if left_out["n"]:
+        where = ", ".join(f"{split} {n}" for split, n in left_out["by_split"].items())
+        print(f"cxr-device evaluate: {left_out['n']} image(s) could not be decoded and were not scored ({where}); "
+              "first ones:", file=sys.stderr)
+        for image in left_out["images"][:5]:
+            print(terminal(f"  {image['image_id']} ({image['split']}): {image['reason']}"), file=sys.stderr)
+        print(f"  all of them: {args.run / 'evaluation' / 'metrics.json'} (left_out)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -6,6 +6,10 @@
    Youden's J, target sensitivity); subgroups (age bands, sex, view) on test;
 4. figures; ``evaluation/predictions.csv`` and ``evaluation/metrics.json``;
 5. lock the device in ``bundle/``.
+
+An image that cannot be decoded is not scored; ``metrics.json`` counts it (``left_out``: the number,
+the number per split, and each image with its split and reason; ``n_left_out`` in each split), and
+``cxr-device evaluate`` exits 1.
 """
 from __future__ import annotations
 
@@ -24,7 +28,13 @@ from cxr_device.provenance import producer
 from cxr_device.run_layout import COHORT_CSV, RunLayout
 from cxr_device.runtime.bundle import write_bundle
 from cxr_device.runtime.input_rules import default_rules_path, load_rules
-from cxr_device.training import load_trained, predict, resolve_device, split_datasets
+from cxr_device.training import (
+    left_out_record,
+    load_trained,
+    predict,
+    resolve_device,
+    split_datasets,
+)
 
 from . import figures as fig
 from .bootstrap import bootstrap
@@ -32,6 +42,7 @@ from .metrics import confusion, from_confusion
 from .subgroups import subgroup_table
 from .threshold import MAX_F1, RULE_TEXT, operating_thresholds
 
+EVALUATED_SPLITS = ("val", "test")
 PREDICTION_COLUMNS = ["image_id", "patient_id", "probability", "label", "split", "age_years", "sex", "view"]
 
 
@@ -48,13 +59,18 @@ def evaluate_run(run_dir: str | Path, n_bootstrap: int = 2000, seed: int = 0, ta
     model.to(device)
 
     parts = []
-    datasets = split_datasets(cohort_dir, config, ("val", "test"))
-    for split in tqdm(("val", "test"), desc="predict", disable=not progress):
-        dataset, rows = datasets[split]
+    datasets = split_datasets(cohort_dir, config, EVALUATED_SPLITS)
+    left_out = left_out_record(pd.concat([datasets[s].left_out for s in EVALUATED_SPLITS], ignore_index=True),
+                               EVALUATED_SPLITS)
+    for split in tqdm(EVALUATED_SPLITS, desc="predict", disable=not progress):
+        data = datasets[split]
+        rows = data.rows
         if rows.empty or rows[TARGET].nunique() < 2:
             raise CxrDeviceError(f"the cohort's {split} split needs images of both classes to be evaluated "
-                                 f"({len(rows)} images, {int(rows[TARGET].sum()) if len(rows) else 0} positive)")
-        parts.append(rows.assign(probability=predict(model, dataset, device, config), label=rows[TARGET], split=split))
+                                 f"({len(rows)} readable images, {int(rows[TARGET].sum()) if len(rows) else 0} "
+                                 f"positive; {len(data.left_out)} could not be decoded)")
+        parts.append(rows.assign(probability=predict(model, data.dataset, device, config), label=rows[TARGET],
+                                 split=split))
     predictions = pd.concat(parts, ignore_index=True)[PREDICTION_COLUMNS]
     val, test = (predictions[predictions["split"] == s] for s in ("val", "test"))
     arrays = {s: (p["probability"].to_numpy(), p["label"].to_numpy()) for s, p in (("val", val), ("test", test))}
@@ -66,7 +82,8 @@ def evaluate_run(run_dir: str | Path, n_bootstrap: int = 2000, seed: int = 0, ta
         probs, labels = arrays[name]
         stats = bootstrap(probs, labels, part["patient_id"].to_numpy(), threshold, n_bootstrap, seed,
                           roc_band=name == "test")
-        splits[name] = {"n_images": len(part), "n_patients": int(part["patient_id"].nunique()),
+        splits[name] = {"n_images": len(part), "n_left_out": left_out["by_split"][name],
+                        "n_patients": int(part["patient_id"].nunique()),
                         "n_positive": int(labels.sum()), "prevalence": float(labels.mean()),
                         "confusion": {k: int(v) for k, v in confusion(probs, labels, threshold).items()},
                         "calibration": fig.calibration_table(probs, labels), **stats}
@@ -91,6 +108,7 @@ def evaluate_run(run_dir: str | Path, n_bootstrap: int = 2000, seed: int = 0, ta
                                      "recall": val_at_threshold["sensitivity"]}},
         "operating_points": operating_points,
         "splits": splits,
+        "left_out": left_out,
         "subgroups": {"test": subgroups,
                       "note": None if subgroups else "the dataset records no age, sex or view position"},
         "bootstrap": {"n": n_bootstrap, "seed": seed, "unit": "patient", "interval": "percentile 95%"},
