@@ -12,6 +12,8 @@
 Outputs (``RUN/model/``): ``history.csv`` (epoch, train_loss, val_loss, val_auroc, val_ap, lr,
 seconds, images_per_s, peak_memory_gb), ``training_curves.png``, ``config.yaml`` (resolved),
 ``layers.json`` (frozen / fine-tuned / added), ``train_summary.json``, ``best.pt``, ``last.pt``.
+An image that cannot be decoded is left out of training and listed in ``train_summary.json``
+(``left_out``: train and val; ``cache.unreadable``: every split) with its split and reason.
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
 from tqdm import tqdm
 
-from .cache import open_cache
+from .cache import LEFT_OUT_COLUMNS, open_cache
 from .cohort import read_cohort
 from .data import CachedImages, balanced_sampler, positive_weight
 from .errors import CxrDeviceError
@@ -51,8 +53,11 @@ from .run_layout import (
     RunLayout,
     default_cache_root,
 )
+from .splits import SPLITS
 from .train_config import TrainConfig, load_config
 
+#: The splits training reads; an image of these that cannot be decoded is left out of training.
+TRAINING_SPLITS = ("train", "val")
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_auroc", "val_ap", "lr", "seconds", "images_per_s",
                    "peak_memory_gb"]
 
@@ -65,7 +70,17 @@ class TrainResult:
     history: pd.DataFrame
     best_epoch: int
     stopped_early: bool
-    n_unreadable: int
+    unreadable: pd.DataFrame  # images of any split that could not be decoded: image_id, split, reason
+
+    @property
+    def n_unreadable(self) -> int:
+        """Images of any split that could not be decoded."""
+        return len(self.unreadable)
+
+    @property
+    def left_out(self) -> pd.DataFrame:
+        """The unreadable images of the train and val splits: left out of training."""
+        return self.unreadable[self.unreadable["split"].isin(TRAINING_SPLITS)]
 
 
 # --- set-up --------------------------------------------------------------------------------
@@ -133,8 +148,9 @@ def train(cohort_dir: str | Path, run_dir: str | Path, config: TrainConfig, resu
     cache = open_cache(frame, pre, cache_root, config.workers, progress and main)  # test too, for evaluate
     if main and world > 1:
         dist.barrier()
-    bad = set(cache.failed["image_id"])
-    splits = {s: frame[(frame["split"] == s) & ~frame["image_id"].isin(bad)] for s in ("train", "val")}
+    unreadable = cache.left_out(frame, SPLITS)  # test too: listed here, left out by evaluate
+    splits = {s: frame[(frame["split"] == s) & ~frame["image_id"].isin(unreadable["image_id"])]
+              for s in TRAINING_SPLITS}
     for name, part in splits.items():
         if part.empty:
             raise CxrDeviceError(f"the cohort's {name} split has no readable images")
@@ -164,10 +180,14 @@ def train(cohort_dir: str | Path, run_dir: str | Path, config: TrainConfig, resu
     history: list[dict] = []
     start_epoch, best_score, best_epoch, bad_epochs = 0, -math.inf, 0, 0
     if resume and last_path.exists():
-        state = torch.load(last_path, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        state = read_checkpoint(last_path, device, RESUME_KEYS)
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as err:
+            raise CxrDeviceError(f"{last_path}: does not fit this run's model and settings ({_load_problem(err)}); "
+                                 "resume with the settings it was trained with, or train afresh") from None
         history, start_epoch = state["history"], state["epoch"] + 1
         best_score, best_epoch, bad_epochs = state["best_score"], state["best_epoch"], state["bad_epochs"]
 
@@ -214,7 +234,7 @@ def train(cohort_dir: str | Path, run_dir: str | Path, config: TrainConfig, resu
             if improved:
                 torch.save({"model": model.state_dict(), "epoch": epoch, "config": config.as_dict()},
                            layout.checkpoint(BEST))
-            _write_outputs(layout, model, config, history, cache, device, world, best_epoch, cohort_dir)
+            _write_outputs(layout, model, config, history, cache, unreadable, device, world, best_epoch, cohort_dir)
             stop[0] = float(bad_epochs >= config.patience)
         if world > 1:
             dist.broadcast(stop, src=0)
@@ -224,7 +244,7 @@ def train(cohort_dir: str | Path, run_dir: str | Path, config: TrainConfig, resu
     if world > 1:
         dist.barrier()
     frame_history = pd.DataFrame(history, columns=HISTORY_COLUMNS)
-    return TrainResult(model_dir, frame_history, best_epoch, stopped, len(bad))
+    return TrainResult(model_dir, frame_history, best_epoch, stopped, unreadable)
 
 
 def _train_loader(dataset, labels, config: TrainConfig, epoch_seed: int, epoch: int, world: int, rank: int):
@@ -302,7 +322,8 @@ def evaluate_split(model: DeviceModel, dataset, loss_fn, device, config: TrainCo
 
 # --- outputs -------------------------------------------------------------------------------
 def _write_outputs(layout: RunLayout, model: DeviceModel, config: TrainConfig, history: list[dict], cache,
-                   device: torch.device, world: int, best_epoch: int, cohort_dir: str | Path) -> None:
+                   unreadable: pd.DataFrame, device: torch.device, world: int, best_epoch: int,
+                   cohort_dir: str | Path) -> None:
     pd.DataFrame(history, columns=HISTORY_COLUMNS).to_csv(layout.history, index=False, lineterminator="\n")
     layout.train_config.write_text(yaml.safe_dump(config.as_dict(), sort_keys=False))
     layout.layers.write_text(json.dumps(model.layer_report(), indent=2) + "\n")
@@ -316,8 +337,9 @@ def _write_outputs(layout: RunLayout, model: DeviceModel, config: TrainConfig, h
         "best_epoch": best_epoch,
         "epochs_run": len(history),
         "cohort": {"dir": str(Path(cohort_dir).resolve()), "sha256": sha256_file(Path(cohort_dir) / COHORT_CSV)},
-        "cache": {"folder": str(cache.folder), "status": cache.status, "n_unreadable": int(len(cache.failed)),
-                  "unreadable": cache.failed[["image_id", "reason"]].to_dict("records")},
+        "cache": {"folder": str(cache.folder), "status": cache.status, "n_unreadable": int(len(unreadable)),
+                  "unreadable": unreadable.to_dict("records")},
+        "left_out": left_out_record(unreadable, TRAINING_SPLITS),
         "produced_by": producer("train"),
     }
     layout.train_summary.write_text(json.dumps(summary, indent=2) + "\n")
@@ -353,6 +375,40 @@ def plot_history(history: pd.DataFrame, path: Path, best_epoch: int | None = Non
     fig.savefig(path, dpi=120, bbox_inches="tight")
 
 
+#: What a checkpoint written by :func:`train` holds (``best.pt``: the first two are enough).
+RESUME_KEYS = ("model", "epoch", "optimizer", "scheduler", "history", "best_score", "best_epoch", "bad_epochs")
+
+
+def read_checkpoint(path: Path, map_location, needed: tuple[str, ...] = ("model", "epoch")) -> dict:
+    """A checkpoint written by :func:`train`, read with ``weights_only=True``: a pickle that would
+    run code is refused by torch, never run. Anything else - unsafe, damaged, empty, or not ours -
+    is a :class:`CxrDeviceError` naming the file."""
+    import warnings  # local: this helper is the only user
+
+    try:
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of files it then refuses
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # UnpicklingError (code or garbage), RuntimeError (bad zip), EOFError (empty)
+        raise CxrDeviceError(f"{path}: not a checkpoint written by cxr-device train, or unsafe: "
+                             f"{_load_problem(err)}") from None
+    missing = [key for key in needed if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise CxrDeviceError(f"{path}: not a checkpoint written by cxr-device train (no {', '.join(missing)})")
+    return state
+
+
+def _load_problem(err: Exception) -> str:
+    """The line of a load error that says what is wrong - never torch's advice to load unsafely."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    specific = [line for line in lines if line.startswith(("Trying to load", "Unsupported"))]
+    if specific:
+        return specific[0]
+    if lines and not lines[0].startswith("Weights only load failed"):
+        return f"{type(err).__name__}: {lines[0][:200]}"
+    return type(err).__name__
+
+
 def load_trained(run_dir: str | Path, checkpoint: str = BEST) -> tuple[DeviceModel, TrainConfig, dict]:
     """The model of a finished run (on the CPU), its config and the checkpoint's metadata."""
     layout = RunLayout(run_dir)
@@ -360,28 +416,50 @@ def load_trained(run_dir: str | Path, checkpoint: str = BEST) -> tuple[DeviceMod
     if not path.is_file():
         raise CxrDeviceError(f"{path}: not found; train first with `cxr-device train --out {run_dir}`")
     config = load_config(layout.train_config)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_checkpoint(path, "cpu")
     model = build_model(replace(config.model, weights="none"))
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as err:
+        raise CxrDeviceError(f"{path}: does not fit the run's model ({_load_problem(err)})") from None
     summary = json.loads(layout.train_summary.read_text()) if layout.train_summary.is_file() else {}
     return model.eval(), config, {"checkpoint": checkpoint, "epoch": int(state["epoch"]), **summary}
 
 
-def split_datasets(cohort_dir: str | Path, config: TrainConfig,
-                   splits: tuple[str, ...]) -> dict[str, tuple[CachedImages, pd.DataFrame]]:
-    """Splits of the cohort as evaluation datasets with their rows (cache and preprocessing as in
-    training; the cache is opened once for all of them). Images that failed to decode are left
-    out (the cache lists them)."""
+@dataclass
+class SplitData:
+    """One split of a cohort, ready to score: the dataset, its rows (in dataset order), and the
+    images left out because they could not be decoded (``image_id, split, reason``)."""
+
+    dataset: CachedImages
+    rows: pd.DataFrame
+    left_out: pd.DataFrame
+
+
+def split_datasets(cohort_dir: str | Path, config: TrainConfig, splits: tuple[str, ...]) -> dict[str, SplitData]:
+    """Splits of the cohort as evaluation datasets (cache and preprocessing as in training; the
+    cache is opened once for all of them). Images that failed to decode are not in the dataset;
+    each split lists them in ``left_out`` for the caller to count and report."""
     frame, _ = read_cohort(cohort_dir)
     cache_root = Path(config.cache_dir) if config.cache_dir else default_cache_root(cohort_dir)
     cache = open_cache(frame, config.preprocessing, cache_root, config.workers)
-    readable = frame[~frame["image_id"].isin(set(cache.failed["image_id"]))]
     out = {}
     for split in splits:
-        part = readable[readable["split"] == split].reset_index(drop=True)
-        out[split] = (CachedImages(cache.pixels, cache.rows(part["image_id"]), part[TARGET].to_numpy(),
-                                   config.preprocessing), part)
+        left_out = cache.left_out(frame, (split,))
+        part = frame[(frame["split"] == split) & ~frame["image_id"].isin(left_out["image_id"])].reset_index(drop=True)
+        out[split] = SplitData(CachedImages(cache.pixels, cache.rows(part["image_id"]), part[TARGET].to_numpy(),
+                                            config.preprocessing), part, left_out)
     return out
+
+
+def left_out_record(left_out: pd.DataFrame, splits: tuple[str, ...]) -> dict:
+    """How ``train_summary.json`` and ``metrics.json`` report the images a step left out because
+    they could not be decoded: the number, the number per split (every split of ``splits``,
+    zeros included) and each image with its split and the decoder's reason."""
+    left_out = left_out[left_out["split"].isin(splits)]
+    return {"n": int(len(left_out)),
+            "by_split": {s: int((left_out["split"] == s).sum()) for s in splits},
+            "images": left_out[LEFT_OUT_COLUMNS].to_dict("records")}
 
 
 def score_checkpoint(cohort_dir: str | Path, run_dir: str | Path, split: str = "test",
@@ -389,8 +467,9 @@ def score_checkpoint(cohort_dir: str | Path, run_dir: str | Path, split: str = "
     """AUROC, AP and counts of a saved model on one split of its cohort. The full assessment
     with thresholds and confidence intervals is ``cxr-device evaluate``."""
     model, config, meta = load_trained(run_dir, checkpoint)
-    dataset, part = split_datasets(cohort_dir, config, (split,))[split]
+    data = split_datasets(cohort_dir, config, (split,))[split]
     device = resolve_device(config.device)
-    result = evaluate_split(model.to(device), dataset, nn.BCEWithLogitsLoss(), device, config)
-    return {"split": split, "checkpoint": checkpoint, "epoch": meta["epoch"], "n_images": len(part),
-            "n_positive": int(part[TARGET].sum()), **result}
+    result = evaluate_split(model.to(device), data.dataset, nn.BCEWithLogitsLoss(), device, config)
+    return {"split": split, "checkpoint": checkpoint, "epoch": meta["epoch"], "n_images": len(data.rows),
+            "n_positive": int(data.rows[TARGET].sum()), "left_out": left_out_record(data.left_out, (split,)),
+            **result}
