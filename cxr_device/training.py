@@ -53,6 +53,7 @@ from .run_layout import (
     RunLayout,
     default_cache_root,
 )
+from .runtime.calibration import sigmoid
 from .splits import SPLITS
 from .train_config import TrainConfig, load_config
 
@@ -294,9 +295,14 @@ def _train_epoch(net, loader, optimizer, loss_fn, device, config: TrainConfig, p
     return total.item() / max(seen, 1), seen
 
 
-@torch.no_grad()
 def predict(model: DeviceModel, dataset, device: torch.device, config: TrainConfig) -> np.ndarray:
-    """Probabilities for every item of ``dataset``, in order."""
+    """Uncalibrated probabilities (sigmoid of the logit) for every item of ``dataset``, in order."""
+    return sigmoid(predict_logits(model, dataset, device, config))
+
+
+@torch.no_grad()
+def predict_logits(model: DeviceModel, dataset, device: torch.device, config: TrainConfig) -> np.ndarray:
+    """The model's logits (float64 from float32) for every item of ``dataset``, in order."""
     model.eval()
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False, num_workers=config.workers)
     out = []
@@ -305,7 +311,7 @@ def predict(model: DeviceModel, dataset, device: torch.device, config: TrainConf
         if device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
         with _autocast(device, config.amp):
-            out.append(torch.sigmoid(model(images).float()).cpu())
+            out.append(model(images).float().cpu())
     return torch.cat(out).numpy().astype(np.float64)
 
 

@@ -18,8 +18,8 @@ def test_metrics_predictions_figures(trained_run):
     predictions = pd.read_csv(out / "predictions.csv")
     cohort = pd.read_csv(trained_run / "cohort" / "cohort.csv")
     assert len(predictions) == cohort["split"].isin(["val", "test"]).sum()
-    assert list(predictions.columns) == ["image_id", "patient_id", "probability", "label", "split", "age_years",
-                                         "sex", "view"]
+    assert list(predictions.columns) == ["image_id", "patient_id", "logit", "probability", "label", "split",
+                                         "age_years", "sex", "view"]
     assert predictions["probability"].between(0, 1).all()
     for split in ("val", "test"):
         s = metrics["splits"][split]
@@ -60,3 +60,45 @@ def test_threshold_never_depends_on_test_labels(trained_run, tmp_path):
 def test_missing_model_names_the_file_and_the_command(tmp_path):
     with pytest.raises(CxrDeviceError, match="best.pt: not found; train first"):
         evaluate_run(tmp_path, progress=False)
+
+
+@pytest.mark.requirement("REQ-EVAL-001")
+def test_calibration_is_fitted_on_validation_locked_in_the_bundle_and_applied_by_predict(trained_run):
+    import numpy as np
+
+    from cxr_device.runtime.bundle import load_bundle
+    from validation.calibration import sigmoid
+
+    metrics = json.loads((trained_run / "evaluation" / "metrics.json").read_text())
+    calibration = metrics["calibration"]
+    assert calibration["method"] == "platt" and calibration["fitted_on"] == "val"
+    assert calibration["val"]["after"]["nll"] <= calibration["val"]["before"]["nll"] + 1e-12  # fitted to lower it
+    predictions = pd.read_csv(trained_run / "evaluation" / "predictions.csv")
+    expected = sigmoid(calibration["slope"] * predictions["logit"].to_numpy() + calibration["offset"])
+    assert np.allclose(predictions["probability"], expected, atol=1e-12)
+    bundle = load_bundle(trained_run / "bundle")
+    assert (bundle.calibration.slope, bundle.calibration.offset) == (calibration["slope"], calibration["offset"])
+    t = metrics["threshold"]
+    assert t["rule"] == "max_f1" and t["scale"] == "calibrated probability" and bundle.threshold == t["value"]
+    assert t["raw_threshold"] == pytest.approx(float(sigmoid(np.array([(np.log(t["value"] / (1 - t["value"]))
+                                                                        - calibration["offset"])
+                                                                       / calibration["slope"]]))[0]))
+
+
+def test_the_threshold_policy_is_a_setting_recorded_in_the_bundle(trained_run, tmp_path):
+    from cxr_device.runtime.bundle import load_bundle
+    from validation.threshold import TARGET_SPECIFICITY, ThresholdPolicy
+
+    run = shutil.copytree(trained_run, tmp_path / "run", ignore=shutil.ignore_patterns("cache"))
+    summary = json.loads((run / "model" / "train_summary.json").read_text())
+    summary["cohort"]["dir"] = str(run / "cohort")
+    (run / "model" / "train_summary.json").write_text(json.dumps(summary))
+    metrics = evaluate_run(run, n_bootstrap=100, progress=False, calibration="none",
+                           policy=ThresholdPolicy(TARGET_SPECIFICITY, 0.8))
+    assert metrics["threshold"]["rule"] == "target_specificity>=0.8"
+    assert metrics["operating_points"][0]["locked"] and metrics["operating_points"][0]["rule"] == "target_specificity>=0.8"
+    val = metrics["operating_points"][0]["val"]
+    assert val["specificity"] >= 0.8
+    bundle = load_bundle(run / "bundle")
+    assert bundle.meta["threshold"]["policy"] == {"rule": TARGET_SPECIFICITY, "target": 0.8, "tolerance": 0.01}
+    assert bundle.calibration.method == "none" and bundle.threshold == metrics["threshold"]["value"]

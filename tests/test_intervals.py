@@ -15,7 +15,12 @@ from validation.calibration import (
     reliability,
     sigmoid,
 )
-from validation.intervals import bayes_predictive_values, clopper_pearson, delong, wilson
+from validation.intervals import (
+    bayes_predictive_values,
+    clopper_pearson,
+    delong,
+    wilson,
+)
 from validation.metrics import auroc, confusion, from_confusion, ranking
 from validation.threshold import (
     F1_PLATEAU,

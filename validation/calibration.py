@@ -16,49 +16,17 @@ validation data only.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 from scipy import optimize
 
-METHODS = ("platt", "temperature", "none")
+from cxr_device.runtime.calibration import METHODS, Calibration, logit, sigmoid
+
+__all__ = ["METHODS", "Calibration", "expected_calibration_error", "fit_calibration", "logit",
+           "negative_log_likelihood", "reliability", "sigmoid", "summary"]
+
 MIN_TEMPERATURE = 0.05
 MAX_SLOPE = 1.0 / MIN_TEMPERATURE
 N_BINS = 10
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """A fitted map from model logit to calibrated probability: ``sigmoid(slope * z + offset)``."""
-
-    method: str = "none"
-    slope: float = 1.0
-    offset: float = 0.0
-
-    def apply_logits(self, logits: np.ndarray) -> np.ndarray:
-        """Calibrated logits."""
-        return self.slope * np.asarray(logits, dtype=float) + self.offset
-
-    def probabilities(self, logits: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities of model logits."""
-        return sigmoid(self.apply_logits(logits))
-
-    def as_dict(self) -> dict:
-        out = asdict(self)
-        if self.method == "temperature":
-            out["temperature"] = 1.0 / self.slope
-        return out
-
-
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    """Numerically stable logistic function."""
-    z = np.asarray(z, dtype=float)
-    out = np.empty_like(z)
-    positive = z >= 0
-    out[positive] = 1.0 / (1.0 + np.exp(-z[positive]))
-    e = np.exp(z[~positive])
-    out[~positive] = e / (1.0 + e)
-    return out
 
 
 def _smoothed_targets(labels: np.ndarray) -> np.ndarray:
@@ -121,12 +89,6 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: in
         return float("nan")
     return float(sum(r["n"] / total * abs(r["mean_predicted"] - r["observed"])
                      for r in reliability(probs, labels, n_bins)))
-
-
-def logit(probs: np.ndarray) -> np.ndarray:
-    """Inverse sigmoid, clipped away from 0 and 1 (for probabilities recorded without logits)."""
-    p = np.clip(np.asarray(probs, dtype=float), 1e-15, 1 - 1e-15)
-    return np.log(p) - np.log1p(-p)
 
 
 def summary(logits: np.ndarray, labels: np.ndarray, calibration: Calibration) -> dict:

@@ -1,11 +1,14 @@
 """``cxr-device evaluate``: a trained run -> honest, confidence-bounded claims and a locked bundle.
 
-1. predict the validation and test splits (same cache and preprocessing as training);
-2. choose the threshold on validation only (max F1, ties -> higher), apply it unchanged to test;
-3. metrics per split with 95% patient-bootstrap intervals; the operating-point table (max F1,
-   Youden's J, target sensitivity); subgroups (age bands, sex, view) on test;
-4. figures; ``evaluation/predictions.csv`` and ``evaluation/metrics.json``;
-5. lock the device in ``bundle/``.
+1. predict the validation and test splits (same cache and preprocessing as training): logits;
+2. fit the calibration on validation only (Platt scaling by default; see
+   :mod:`validation.calibration`), and report ECE and NLL before and after on both splits;
+3. choose the threshold on validation only, on the calibrated probabilities, by the threshold
+   policy (maximum F1 by default; :mod:`validation.threshold`), and apply it unchanged to test;
+4. metrics per split with 95% patient-bootstrap intervals; the operating-point table (every
+   policy); subgroups (age bands, sex, view) on test;
+5. figures; ``evaluation/predictions.csv`` and ``evaluation/metrics.json``;
+6. lock the device - weights, calibration, threshold, input rules - in ``bundle/``.
 
 An image that cannot be decoded is not scored; ``metrics.json`` counts it (``left_out``: the number,
 the number per split, and each image with its split and reason; ``n_left_out`` in each split), and
@@ -16,7 +19,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
@@ -31,24 +33,30 @@ from cxr_device.runtime.input_rules import default_rules_path, load_rules
 from cxr_device.training import (
     left_out_record,
     load_trained,
-    predict,
+    predict_logits,
     resolve_device,
     split_datasets,
 )
 
+from . import calibration as cal
 from . import figures as fig
 from .bootstrap import bootstrap
-from .metrics import confusion, from_confusion
+from .metrics import confusion, finite, from_confusion
 from .subgroups import subgroup_table
-from .threshold import MAX_F1, RULE_TEXT, operating_thresholds
+from .threshold import ThresholdPolicy, operating_thresholds
 
 EVALUATED_SPLITS = ("val", "test")
-PREDICTION_COLUMNS = ["image_id", "patient_id", "probability", "label", "split", "age_years", "sex", "view"]
+PREDICTION_COLUMNS = ["image_id", "patient_id", "logit", "probability", "label", "split", "age_years", "sex", "view"]
 
 
 def evaluate_run(run_dir: str | Path, n_bootstrap: int = 2000, seed: int = 0, target_sensitivity: float = 0.9,
-                 rules: str | Path | None = None, progress: bool = True) -> dict:
-    """Evaluate ``run_dir/model/best.pt``; write ``evaluation/`` and ``bundle/``; return metrics.json."""
+                 rules: str | Path | None = None, progress: bool = True, calibration: str = "platt",
+                 policy: ThresholdPolicy | None = None) -> dict:
+    """Evaluate ``run_dir/model/best.pt``; write ``evaluation/`` and ``bundle/``; return metrics.json.
+
+    ``calibration`` (platt | temperature | none) and ``policy`` (default: maximum F1) are fitted
+    and chosen on the validation split only."""
+    policy = policy or ThresholdPolicy()
     layout = RunLayout(run_dir)
     model, config, meta = load_trained(layout.root)
     cohort_dir = Path(meta.get("cohort", {}).get("dir") or layout.cohort)
@@ -69,14 +77,18 @@ def evaluate_run(run_dir: str | Path, n_bootstrap: int = 2000, seed: int = 0, ta
             raise CxrDeviceError(f"the cohort's {split} split needs images of both classes to be evaluated "
                                  f"({len(rows)} readable images, {int(rows[TARGET].sum()) if len(rows) else 0} "
                                  f"positive; {len(data.left_out)} could not be decoded)")
-        parts.append(rows.assign(probability=predict(model, data.dataset, device, config), label=rows[TARGET],
+        parts.append(rows.assign(logit=predict_logits(model, data.dataset, device, config), label=rows[TARGET],
                                  split=split))
-    predictions = pd.concat(parts, ignore_index=True)[PREDICTION_COLUMNS]
+    predictions = pd.concat(parts, ignore_index=True)
+    val_part = predictions[predictions["split"] == "val"]
+    fitted = cal.fit_calibration(val_part["logit"].to_numpy(), val_part["label"].to_numpy(), calibration)
+    predictions = predictions.assign(probability=fitted.probabilities(predictions["logit"].to_numpy()))
+    predictions = predictions[PREDICTION_COLUMNS]
     val, test = (predictions[predictions["split"] == s] for s in ("val", "test"))
     arrays = {s: (p["probability"].to_numpy(), p["label"].to_numpy()) for s, p in (("val", val), ("test", test))}
 
-    thresholds = operating_thresholds(*arrays["val"], target_sensitivity)  # validation labels only
-    threshold = thresholds[MAX_F1]
+    thresholds = operating_thresholds(*arrays["val"], target_sensitivity, policy)  # validation labels only
+    threshold = thresholds[policy.name][1]
     splits = {}
     for name, part in (("val", val), ("test", test)):
         probs, labels = arrays[name]
@@ -86,13 +98,12 @@ def evaluate_run(run_dir: str | Path, n_bootstrap: int = 2000, seed: int = 0, ta
                         "n_patients": int(part["patient_id"].nunique()),
                         "n_positive": int(labels.sum()), "prevalence": float(labels.mean()),
                         "confusion": {k: int(v) for k, v in confusion(probs, labels, threshold).items()},
-                        "calibration": fig.calibration_table(probs, labels), **stats}
+                        "calibration": cal.summary(part["logit"].to_numpy(), labels, fitted), **stats}
     roc_band = splits["test"].pop("roc_band")
     operating_points = [
-        {"rule": rule, "description": RULE_TEXT.get(rule, f"highest validation threshold with {rule}"),
-         "threshold": t, "locked": rule == MAX_F1,
-         **{name: from_confusion(confusion(*arrays[name], t)) for name in ("val", "test")}}
-        for rule, t in thresholds.items()
+        {"rule": rule, "description": chosen.description(), "threshold": t, "raw_threshold": fitted.raw_threshold(t),
+         "locked": rule == policy.name, **{name: from_confusion(confusion(*arrays[name], t)) for name in arrays}}
+        for rule, (chosen, t) in thresholds.items()
     ]
     val_at_threshold = from_confusion(confusion(*arrays["val"], threshold))
     subgroups = subgroup_table(test, threshold, n_bootstrap, seed)
@@ -103,9 +114,16 @@ def evaluate_run(run_dir: str | Path, n_bootstrap: int = 2000, seed: int = 0, ta
     # at the threshold must be reproducible from this file
     figures = _figures(out, arrays, splits, roc_band, threshold, val_at_threshold["f1"], is_nih, layout.model)
     metrics = {
-        "threshold": {"value": threshold, "rule": MAX_F1, "description": RULE_TEXT[MAX_F1],
+        "threshold": {"value": threshold, "rule": policy.name, "description": policy.description(),
+                      "policy": {"rule": policy.rule, "target": policy.target, "tolerance": policy.tolerance},
+                      "scale": "calibrated probability" if fitted.method != "none" else "probability",
+                      "raw_threshold": fitted.raw_threshold(threshold),
                       "validation": {"f1": val_at_threshold["f1"], "precision": val_at_threshold["ppv"],
                                      "recall": val_at_threshold["sensitivity"]}},
+        "calibration": {**fitted.as_dict(), "fitted_on": "val",
+                        "training_loss": {"imbalance": config.imbalance},
+                        **{name: {k: splits[name]["calibration"][k] for k in ("before", "after")}
+                           for name in EVALUATED_SPLITS}},
         "operating_points": operating_points,
         "splits": splits,
         "left_out": left_out,
@@ -122,15 +140,16 @@ def evaluate_run(run_dir: str | Path, n_bootstrap: int = 2000, seed: int = 0, ta
                    "predictions_csv_sha256": sha256_file(layout.predictions)},
         "synthetic": bool(cohort_summary.get("synthetic")),
         "produced_by": producer("evaluate", {"bootstrap": n_bootstrap, "seed": seed,
-                                            "target_sensitivity": target_sensitivity, "rules": str(rules_file)}),
+                                            "target_sensitivity": target_sensitivity, "rules": str(rules_file),
+                                            "calibration": calibration, "threshold_policy": policy.name}),
     }
-    metrics = _finite(metrics)
+    metrics = finite(metrics)
     layout.metrics.write_text(json.dumps(metrics, indent=2) + "\n")
     write_bundle(layout.bundle, model.cpu(), config.preprocessing,
                  threshold={**metrics["threshold"], "test": _summary(splits["test"])},
                  rules_file=rules_file, cohort_csv=cohort_dir / COHORT_CSV,
                  extra={"evaluation": {"metrics_json_sha256": sha256_file(layout.metrics)},
-                        "synthetic": metrics["synthetic"]})
+                        "synthetic": metrics["synthetic"]}, calibration=fitted)
     return metrics
 
 
@@ -146,21 +165,10 @@ def _figures(out: Path, arrays: dict, splits: dict, band, threshold: float, chos
                 out / fig.FIGURES["pr"], fig.RADIOLOGIST_F1 if is_nih else None)
     fig.plot_threshold(*arrays["val"], threshold, out / fig.FIGURES["threshold"])
     fig.plot_confusion(*arrays["test"], threshold, out / fig.FIGURES["confusion"])
-    fig.plot_calibration({s: splits[s]["calibration"] for s in arrays}, out / fig.FIGURES["calibration"])
+    fig.plot_calibration({f"{fig.NAMES[s]}, {stage}": splits[s]["calibration"][key]["reliability"]
+                          for s in arrays for stage, key in (("before calibration", "before"),
+                                                             ("after", "after"))}, out / fig.FIGURES["calibration"])
     made.update({k: v for k, v in fig.FIGURES.items() if k != "training"})
     if fig.copy_training_curves(model_dir, out):
         made["training"] = fig.FIGURES["training"]
     return made
-
-
-def _finite(value):
-    """NaN/inf -> None recursively, so metrics.json is strict JSON; numpy scalars -> Python."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value

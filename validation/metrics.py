@@ -107,3 +107,16 @@ def all_metrics(probs: np.ndarray, labels: np.ndarray, threshold: float, weights
     brier = _ratio(float(np.sum(w * (np.asarray(probs) - np.asarray(labels)) ** 2)), float(w.sum()))
     return {"auroc": auroc(r, weights), "average_precision": average_precision(r, weights),
             **from_confusion(confusion(probs, labels, threshold, weights)), "brier": brier}
+
+
+def finite(value):
+    """NaN/inf -> None recursively, so a metrics file is strict JSON; numpy scalars -> Python."""
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, (np.integer, np.bool_)):
+        return value.item()
+    return value

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cxr_device.runtime.calibration import logit
+
 from .metrics import cumulative_counts, ranking
 
 MAX_F1, YOUDEN = "max_f1", "youden"
@@ -122,13 +124,8 @@ def f1_plateau_threshold(probs: np.ndarray, labels: np.ndarray, tolerance: float
     bottom = values[lo + 1] if lo + 1 < len(values) else values[lo]
     if bottom == values[hi]:
         return float(values[hi])
-    centre = (_logit(values[hi]) + _logit(bottom)) / 2
+    centre = (logit(values[hi]) + logit(bottom)) / 2
     return float(1.0 / (1.0 + math.exp(-centre)))
-
-
-def _logit(p: float) -> float:
-    p = min(max(float(p), 1e-15), 1 - 1e-15)
-    return math.log(p) - math.log1p(-p)
 
 
 def youden_threshold(probs: np.ndarray, labels: np.ndarray) -> float:
@@ -157,17 +154,14 @@ def specificity_threshold(probs: np.ndarray, labels: np.ndarray, target: float) 
     return float(values[reaching[-1]]) if len(reaching) else float(np.nextafter(values[0], np.inf))
 
 
-def sensitivity_rule(target: float) -> str:
-    return ThresholdPolicy(TARGET_SENSITIVITY, target).name
-
-
 def operating_thresholds(probs: np.ndarray, labels: np.ndarray, target_sensitivity: float,
-                         locked: ThresholdPolicy | None = None) -> dict[str, float]:
-    """Every policy's threshold for the operating-point table, chosen on validation data only
-    (the locked policy first)."""
+                         locked: ThresholdPolicy | None = None) -> dict[str, tuple[ThresholdPolicy, float]]:
+    """Every policy's threshold for the operating-point table (name -> (policy, threshold)),
+    chosen on validation data only; the locked policy first."""
     policies = [locked or ThresholdPolicy(), ThresholdPolicy(MAX_F1), ThresholdPolicy(YOUDEN),
                 ThresholdPolicy(TARGET_SENSITIVITY, target_sensitivity), ThresholdPolicy(F1_PLATEAU)]
-    out: dict[str, float] = {}
+    out: dict[str, tuple[ThresholdPolicy, float]] = {}
     for policy in policies:
-        out.setdefault(policy.name, policy.choose(probs, labels))
+        if policy.name not in out:
+            out[policy.name] = (policy, policy.choose(probs, labels))
     return out

@@ -44,6 +44,7 @@ from ..models import DeviceModel, ModelSpec, build_model
 from ..preprocessing import Preprocessing
 from ..run_layout import DEVICE_JSON, RULES, SIGNATURE, WEIGHTS
 from ..validated import describe_errors
+from .calibration import Calibration
 from .input_rules import RulesError, RuleSet, load_rules
 from .signing import SignatureStatus, verify_bundle_signature
 
@@ -90,12 +91,20 @@ class _Preprocessing(_Strict):
     stored_size: int
 
 
+class _Calibration(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+    method: Literal["platt", "temperature", "none"]
+    slope: float = Field(gt=0.0, allow_inf_nan=False)
+    offset: float = Field(allow_inf_nan=False)
+
+
 class _DeviceDocument(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
     format: Literal["cxr-device-bundle/1"]
     architecture: _Architecture
     preprocessing: _Preprocessing
     threshold: _Threshold
+    calibration: _Calibration = _Calibration(method="none", slope=1.0, offset=0.0)
     files: dict[str, str]
     content_sha256: str
 
@@ -123,6 +132,7 @@ class Bundle:
     rules: RuleSet
     meta: dict
     signature: SignatureStatus
+    calibration: Calibration = Calibration()
 
     @property
     def rules_path(self) -> Path:
@@ -142,8 +152,10 @@ def canonical_hash(document: dict) -> str:
 
 # --- writing --------------------------------------------------------------------------------
 def write_bundle(out_dir: str | Path, model: DeviceModel, preprocessing: Preprocessing, threshold: dict,
-                 rules_file: str | Path, cohort_csv: str | Path, extra: dict | None = None) -> Path:
-    """Lock a bundle; ``threshold`` needs ``value`` and ``rule`` (and may carry its metrics).
+                 rules_file: str | Path, cohort_csv: str | Path, extra: dict | None = None,
+                 calibration: Calibration = Calibration()) -> Path:
+    """Lock a bundle; ``threshold`` needs ``value`` and ``rule`` (and may carry its metrics);
+    ``threshold.value`` applies to the probability after ``calibration``.
 
     The rules are parsed first (a broken rules file is never locked). An existing folder is
     reused only if it holds nothing but bundle files; those are replaced (a signature of the
@@ -165,8 +177,10 @@ def write_bundle(out_dir: str | Path, model: DeviceModel, preprocessing: Preproc
         "device": "cxr-device pneumonia detector (pneumonia vs no pneumonia on frontal chest radiographs)",
         "architecture": model.layer_report(),  # spec.weights says how training was initialised
         "preprocessing": preprocessing.as_dict(),
+        "calibration": calibration.as_dict(),
         "threshold": threshold,
-        "output": "probability of pneumonia; decision 'pneumonia' when probability >= threshold",
+        "output": "calibrated probability of pneumonia, sigmoid(calibration.slope * logit + calibration.offset); "
+                  "decision 'pneumonia' when probability >= threshold",
         "input_rules": {"file": RULES, "source": str(rules_file)},
         "training_cohort_sha256": sha256_file(cohort_csv),
         "files": {name: sha256_file(out / name) for name in HASHED_FILES},
@@ -242,7 +256,8 @@ def load_bundle(folder: str | Path, trusted_key: str | Path | None = None, envir
     if preprocessing.stored_size != pre["stored_size"]:
         raise BundleError(f"{path}: preprocessing.stored_size {pre['stored_size']} does not follow from "
                           f"image_size {preprocessing.image_size} and margin {preprocessing.margin}")
-    return Bundle(folder, model.eval(), preprocessing, doc.threshold.value, rules, document, signature)
+    calibration = Calibration(doc.calibration.method, doc.calibration.slope, doc.calibration.offset)
+    return Bundle(folder, model.eval(), preprocessing, doc.threshold.value, rules, document, signature, calibration)
 
 
 def _plain_file(path: Path, missing: str) -> None:

@@ -32,6 +32,7 @@ class Predictor:
         self.model = bundle.model.to(self.device).eval()
         self.pre = bundle.preprocessing
         self.threshold = bundle.threshold
+        self.calibration = bundle.calibration
 
     def prepare_image(self, image: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         """(model input (1, S, S), the same crop as uint8 for display) from a decoded float32
@@ -45,8 +46,10 @@ class Predictor:
 
     @torch.inference_mode()
     def probabilities(self, inputs: torch.Tensor) -> np.ndarray:
-        """Pneumonia probabilities of a batch (N, 1, S, S)."""
-        return torch.sigmoid(self.model(inputs.to(self.device))).double().cpu().numpy()
+        """Calibrated pneumonia probabilities (float64) of a batch (N, 1, S, S): the bundle's
+        calibration applied to the model's logits, as ``evaluate`` computed them."""
+        logits = self.model(inputs.to(self.device)).float().cpu().numpy().astype(np.float64)
+        return self.calibration.probabilities(logits)
 
     def decision(self, probability: float) -> str:
         return POSITIVE if probability >= self.threshold else NEGATIVE
