@@ -5,8 +5,11 @@ that reads or writes it asks :class:`RunLayout` for the path instead of spelling
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from .errors import CxrDeviceError
 
 # cohort/ (also used for a cohort folder outside a run)
 COHORT_CSV, COHORT_SUMMARY, EXCLUSIONS_CSV = "cohort.csv", "summary.json", "exclusions.csv"
@@ -63,9 +66,14 @@ class RunLayout:
     def submission(self) -> Path:
         return self.root / "submission"
 
+    @property
+    def assessment_root(self) -> Path:
+        """``assessment/``: one folder per external set the bundle was assessed on."""
+        return self.root / "assessment"
+
     def assessment(self, name: str) -> Path:
         """``assessment/<name>/``: standalone performance of the bundle on one external set."""
-        return self.root / "assessment" / name
+        return self.assessment_root / name
 
     # --- files ---------------------------------------------------------------------------------
     @property
@@ -110,6 +118,23 @@ class RunLayout:
     @property
     def predictions(self) -> Path:
         return self.evaluation / PREDICTIONS
+
+
+_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+
+
+def is_safe_name(name: str) -> bool:
+    """Up to 100 letters, digits, ``.``, ``_``, ``-``, not starting with ``.`` and without ``..``:
+    a name that can only ever be one folder inside its parent."""
+    return bool(_NAME.fullmatch(name)) and ".." not in name
+
+
+def check_name(name: str, what: str = "--name") -> str:
+    """``name`` when it is safe as a folder name (:func:`is_safe_name`); otherwise a usage error."""
+    if not is_safe_name(name):
+        raise CxrDeviceError(f"{what} {name!r}: use up to 100 letters, digits, '.', '_' and '-', not starting with "
+                             "'.' (it names a folder and must not leave its parent)")
+    return name
 
 
 def default_cache_root(cohort_dir: str | Path) -> Path:

@@ -7,4 +7,4 @@ and the pipeline that runs every step from one configuration (``run``, ``demo``)
 
 #: The steps of ``cxr-device run``, in order. Kept here, free of heavy imports, so the CLI can
 #: offer them as choices without importing torch.
-STEPS = ("synth", "cohort", "eda", "train", "evaluate", "submission")
+STEPS = ("synth", "cohort", "eda", "train", "evaluate", "assess", "submission")

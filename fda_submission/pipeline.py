@@ -34,7 +34,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-import yaml
 
 from cxr_device import __version__
 from cxr_device.cohort import build_cohort, write_cohort
@@ -42,22 +41,27 @@ from cxr_device.eda import run_eda
 from cxr_device.errors import CxrDeviceError
 from cxr_device.hashing import sha256_file
 from cxr_device.image_index import index_images
-from cxr_device.run_layout import EXCLUSIONS_CSV, LAST, RunLayout
+from cxr_device.run_layout import COHORT_CSV, EXCLUSIONS_CSV, LAST, RunLayout
+from cxr_device.runtime.bundle import load_bundle
 from cxr_device.synth import METADATA_NAME, generate
 from cxr_device.train_config import config_from_dict
 from cxr_device.training import train
+from cxr_device.yaml_io import load_yaml
+from validation.assessment import ASSESSMENT, assess, left_out
+from validation.assessment_inputs import input_set
 from validation.evaluation import evaluate_run
 
 from . import STEPS
+from .profile import load_profile
 from .render import render_documents
-from .run_config import RunConfig
+from .run_config import RunConfig, threshold_policy
 from .soup import soup_list
 from .trace import matrix_rows
 
 RAN, SKIPPED, RESUMED = "ran", "skipped (up to date)", "resumed from model/last.pt"
 #: The folders each step writes (RunLayout attribute names).
 OUTPUT_DIRS = {"synth": ["data"], "cohort": ["cohort"], "eda": ["eda"], "train": ["model"],
-               "evaluate": ["evaluation", "bundle"], "submission": ["submission"]}
+               "evaluate": ["evaluation", "bundle"], "assess": ["assessment_root"], "submission": ["submission"]}
 
 
 class Pipeline:
@@ -70,7 +74,8 @@ class Pipeline:
         previous, self.not_this_run = self._previous_manifest()
         # another run's record (or none) is never trusted: nothing is skipped or removed on its word
         self.previous_steps = previous.get("steps", {}) if self.not_this_run is None else {}
-        self.steps = [s for s in STEPS if s != "synth" or config.synthetic is not None]
+        optional = {"synth": config.synthetic is not None, "assess": bool(config.assess)}
+        self.steps = [s for s in STEPS if optional.get(s, True)]
 
     def _previous_manifest(self) -> tuple[dict, str | None]:
         """The folder's manifest, and why the folder is not a run of this configuration (None
@@ -108,6 +113,7 @@ class Pipeline:
             "eda": lambda: c.eda,
             "train": lambda: config_from_dict(c.train, c.source).as_dict(),
             "evaluate": lambda: c.evaluate,
+            "assess": lambda: c.assess,
             "submission": lambda: c.submission,
         }[step]()
 
@@ -125,10 +131,24 @@ class Pipeline:
             files = [run.cohort_csv]
         elif step == "evaluate":
             files = [run.cohort_csv, run.checkpoint()]
+        elif step == "assess":
+            return {str(run.device_json): sha256_file(run.device_json), **self._assessed_files()}
         elif step == "submission":
             files = [run.metrics, run.device_json, run.eda_json]
+            files += [run.assessment(s["name"]) / ASSESSMENT for s in self.config.assess]
             files += [Path(p) for p in (self.config.submission["profile"], self.config.submission["junit"]) if p]
         return {str(f): sha256_file(f) for f in files if Path(f).is_file()}
+
+    def _assessed_files(self) -> dict[str, str]:
+        """sha256 of every file the assessments read (a listing digest for folders)."""
+        out: dict[str, str] = {}
+        for s in self.config.assess:
+            files = [p for p in (s["metadata"], s["labels"]) if p]
+            files += [Path(s["cohort"]) / COHORT_CSV] if s["cohort"] else []
+            roots = [p for p in (s["folders"], s["dicom"], *s["images"]) if p]
+            out.update({str(f): sha256_file(f) for f in files if Path(f).is_file()})
+            out.update({f"{r} (listing)": d["listing_sha256"] for r, d in index_images(roots).roots.items()})
+        return out
 
     def _files(self, step: str) -> dict[str, str]:
         """Every file now in the step's folders (relative path -> sha256)."""
@@ -215,7 +235,7 @@ class Pipeline:
         """The file (relative to the run) that lists what ``step`` left out, and why."""
         run = self.layout
         path = {"cohort": run.cohort / EXCLUSIONS_CSV, "eda": run.eda_json, "train": run.train_summary,
-                "evaluate": run.metrics}[step]
+                "evaluate": run.metrics, "assess": run.assessment_root}[step]
         return path.relative_to(self.out).as_posix()
 
     def _can_resume(self, restart: bool, before: dict) -> bool:
@@ -223,7 +243,7 @@ class Pipeline:
         saved, last = self.layout.train_config, self.layout.checkpoint(LAST)
         return not restart and not before.get("complete") and last.is_file() \
             and last.relative_to(self.out).as_posix() in (before.get("outputs") or {}) and saved.is_file() \
-            and yaml.safe_load(saved.read_text()) == config_from_dict(self.config.train, self.config.source).as_dict()
+            and load_yaml(saved, "training config") == config_from_dict(self.config.train, self.config.source).as_dict()
 
     def _run_synth(self, _resume: bool) -> tuple[str, int]:
         generate(self.layout.data, self.config.synthetic, progress=self.progress)
@@ -251,8 +271,22 @@ class Pipeline:
     def _run_evaluate(self, _resume: bool) -> tuple[str, int]:
         e = self.config.evaluate
         metrics = evaluate_run(self.out, e["bootstrap"], e["seed"], e["target_sensitivity"], e["rules"],
-                               progress=self.progress)
+                               progress=self.progress, calibration=e["calibration"], policy=threshold_policy(e))
         return RAN, int(metrics["left_out"]["n"])
+
+    def _run_assess(self, _resume: bool) -> tuple[str, int]:
+        """Each listed set through the locked bundle; left out: excluded, refused or unreadable inputs."""
+        profile = load_profile(self.config.submission["profile"])
+        bundle = load_bundle(self.layout.bundle)
+        missing = 0
+        for s in self.config.assess:
+            inputs = input_set(s)
+            document = assess(bundle, inputs, self.layout.assessment(s["name"]), s["name"], profile["acceptance"],
+                              profile["expected_prevalence"], s["bootstrap"], s["seed"], self.progress)
+            missing += left_out(document)
+            if document["shift"] and document["shift"].get("warning"):
+                self.log(f"assess     {s['name']}: WARNING {document['shift']['warning']}")
+        return RAN, missing
 
     def _run_submission(self, _resume: bool) -> tuple[str, int]:
         s = self.config.submission

@@ -15,18 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cxr_device.validated import SETTINGS, Fraction, build, check_keys
 from cxr_device.yaml_io import load_yaml
+from validation.acceptance import Acceptance
 
 DEFAULT_PROFILE = "device_profile.yaml"
 Text = Annotated[str, Field(min_length=1)]
-
-
-class Acceptance(BaseModel):
-    """Acceptance criteria: lower bounds of the 95% confidence intervals of the validation study."""
-
-    model_config = ConfigDict(**SETTINGS)
-    auroc: Fraction
-    sensitivity: Fraction
-    specificity: Fraction
 
 
 class DeviceProfile(BaseModel):

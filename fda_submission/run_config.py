@@ -11,7 +11,10 @@ Sections and their keys (every CLI flag of the steps has one)::
       synthetic: {n_patients, image_size, prevalence}   # generate data into RUN/data first
     eda: {pixel_sample, seed}
     train: {...}                   # the keys of cxr-device train's --config (model:, augmentation:, ...)
-    evaluate: {bootstrap, seed, target_sensitivity, rules}
+    evaluate: {bootstrap, seed, target_sensitivity, rules, calibration, threshold_policy,
+               threshold_target, plateau_tolerance}
+    assess:                        # standalone assessments of the locked bundle (a list; optional)
+      - {name, cohort + split | folders | metadata + images | dicom + labels, bootstrap, seed}
     submission: {profile, formats, junit}
 
 Every value is typed and checked here, before any step runs; an error names the file, the key
@@ -20,7 +23,6 @@ YAML file.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -32,6 +34,7 @@ from pydantic import AfterValidator, Field
 from cxr_device.cohort import CohortSettings
 from cxr_device.errors import CxrDeviceError
 from cxr_device.filters import Filters
+from cxr_device.run_layout import is_safe_name
 from cxr_device.synth import METADATA_NAME, SynthSettings
 from cxr_device.train_config import config_from_dict
 from cxr_device.validated import (
@@ -45,13 +48,12 @@ from cxr_device.validated import (
 from cxr_device.yaml_io import load_yaml
 
 T = TypeVar("T")
-_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 
 def _run_name(name: str) -> str:
-    if not _NAME.fullmatch(name) or ".." in name or len(name) > 100:
-        raise ValueError("a run name is up to 100 letters, digits, '.', '_' and '-', not starting with '.' "
-                         "(it names the folder runs/<name>)")
+    if not is_safe_name(name):
+        raise ValueError("a name is up to 100 letters, digits, '.', '_' and '-', not starting with '.' "
+                         "(it names a folder: runs/<name>, assessment/<name>)")
     return name
 
 
@@ -71,12 +73,33 @@ class EdaSettings:
 
 @pydantic.dataclasses.dataclass(frozen=True, config=SETTINGS)
 class EvaluateSettings:
-    """``evaluate:``: bootstrap replicates, seed, the target-sensitivity rule and the rules file."""
+    """``evaluate:``: bootstrap replicates, seed, the target-sensitivity rule, the rules file, the
+    calibration and the threshold policy (see ``cxr-device evaluate --help``)."""
 
     bootstrap: Annotated[int, Field(ge=100)] = 2000
     seed: Seed = 0
     target_sensitivity: Annotated[float, Field(gt=0, le=1)] = 0.9
     rules: str | None = None
+    calibration: Literal["platt", "temperature", "none"] = "platt"
+    threshold_policy: Literal["max_f1", "youden", "target_sensitivity", "target_specificity", "f1_plateau"] = "max_f1"
+    threshold_target: Annotated[float, Field(gt=0, le=1)] | None = None
+    plateau_tolerance: Annotated[float, Field(ge=0, lt=1)] = 0.01
+
+
+@pydantic.dataclasses.dataclass(frozen=True, config=SETTINGS)
+class AssessSettings:
+    """One entry of ``assess:``: a named labelled set, from exactly one source."""
+
+    name: Annotated[str, AfterValidator(_run_name)]
+    cohort: str | None = None
+    split: str = "test"
+    folders: str | None = None
+    metadata: str | None = None
+    images: list[str] = field(default_factory=list)
+    dicom: str | None = None
+    labels: str | None = None
+    bootstrap: Annotated[int, Field(ge=100)] = 2000
+    seed: Seed = 0
 
 
 @pydantic.dataclasses.dataclass(frozen=True, config=SETTINGS)
@@ -89,7 +112,7 @@ class SubmissionSettings:
     junit: str | None = None
 
 
-SECTIONS = {"name", "seed", "data", "eda", "train", "evaluate", "submission"}
+SECTIONS = {"name", "seed", "data", "eda", "train", "evaluate", "assess", "submission"}
 FILTER_KEYS = field_names(Filters)
 DATA_KEYS = field_names(CohortSettings) - {"filters"} | FILTER_KEYS | {"synthetic"}
 PATH_KEYS = ("metadata", "folders", "train_val_list", "test_list")
@@ -107,6 +130,7 @@ class RunConfig:
     train: dict  # every TrainConfig key, validated (TrainConfig is rebuilt from it when the step runs)
     evaluate: dict
     submission: dict
+    assess: list[dict] = field(default_factory=list)
     source: str = ""
     raw: dict = field(default_factory=dict)
 
@@ -132,12 +156,14 @@ def load_run_config(path: str | Path) -> RunConfig:
     train = asdict(config_from_dict(_seeded(top.get("train"), header.seed), where, "train."))
     evaluate = asdict(_section(EvaluateSettings, where, "evaluate", top.get("evaluate"), header.seed))
     evaluate["rules"] = resolved(evaluate["rules"])
+    _validated(where, "evaluate", lambda: threshold_policy(evaluate))
+    assess = _assess(where, top.get("assess"), header.seed, resolved)
     submission = asdict(_section(SubmissionSettings, where, "submission", top.get("submission")))
     submission.update(profile=resolved(submission["profile"]), junit=resolved(submission["junit"]))
     eda = asdict(_section(EdaSettings, where, "eda", top.get("eda"), header.seed))
     _check_files(where, evaluate["rules"], submission["profile"])
     return RunConfig(name=header.name, seed=header.seed, cohort=cohort, synthetic=synthetic, eda=eda, train=train,
-                     evaluate=evaluate, submission=submission, source=where, raw=top)
+                     evaluate=evaluate, submission=submission, assess=assess, source=where, raw=top)
 
 
 def _data(where: str, given: Any, seed: int, resolved: Callable[[str | None], str | None]
@@ -162,6 +188,46 @@ def _data(where: str, given: Any, seed: int, resolved: Callable[[str | None], st
     as_run = replace(cohort, metadata=METADATA_NAME, images=("data",), folders=None) if synthetic else cohort
     _validated(where, "data", as_run.validate)
     return synthetic, cohort
+
+
+def threshold_policy(evaluate: dict):
+    """The :class:`~validation.threshold.ThresholdPolicy` of an ``evaluate:`` section (checked at load:
+    a target policy needs its target)."""
+    from validation.threshold import ThresholdPolicy
+
+    try:
+        return ThresholdPolicy(evaluate["threshold_policy"], evaluate["threshold_target"],
+                               evaluate["plateau_tolerance"])
+    except ValueError as err:
+        raise CxrDeviceError(str(err)) from None
+
+
+def _assess(where: str, given: Any, seed: int, resolved: Callable[[str | None], str | None]) -> list[dict]:
+    """The ``assess:`` list: each set named once, from exactly one source, paths resolved."""
+    if given is None:
+        return []
+    if not isinstance(given, list):
+        raise CxrDeviceError(f"{where}: assess: expected a list of labelled sets, got {type(given).__name__}")
+    sets = []
+    for i, entry in enumerate(given):
+        prefix = f"assess[{i}]."
+        values = check_keys(f"{where}: assess[{i}]", entry, field_names(AssessSettings))
+        settings = asdict(build(AssessSettings, where, _seeded(values, seed), prefix))
+        sources = [k for k in ("cohort", "folders", "metadata", "dicom") if settings[k]]
+        if len(sources) != 1:
+            raise CxrDeviceError(f"{where}: {prefix.rstrip('.')}: give exactly one of cohort, folders, metadata "
+                                 f"(with images) or dicom (with labels); got {', '.join(sources) or 'none'}")
+        if bool(settings["images"]) != bool(settings["metadata"]) or bool(settings["labels"]) != bool(settings["dicom"]):
+            raise CxrDeviceError(f"{where}: {prefix.rstrip('.')}: metadata goes with images, dicom with labels")
+        for key in ("cohort", "folders", "metadata", "dicom", "labels"):
+            settings[key] = resolved(settings[key])
+        settings["images"] = [resolved(p) for p in settings["images"]]
+        sets.append(settings)
+    names = [s["name"] for s in sets]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise CxrDeviceError(f"{where}: assess: each set needs its own name; repeated: {', '.join(repeated)}")
+    return sets
 
 
 def _section(cls: type[T], where: str, name: str, given: Any, seed: int | None = None) -> T:

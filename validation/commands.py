@@ -1,4 +1,4 @@
-"""Subcommands of ``cxr-device`` that live in ``validation``: check-dicom and evaluate."""
+"""Subcommands of ``cxr-device`` that live in ``validation``: check-dicom, evaluate and assess."""
 from __future__ import annotations
 
 import argparse
@@ -8,12 +8,15 @@ from pathlib import Path
 
 from cxr_device.console import emit, input_files, output_file
 from cxr_device.dicom_pixels import DEFAULT_MAX_PIXELS
+from cxr_device.errors import CxrDeviceError
+from cxr_device.runtime.calibration import METHODS as CALIBRATION_METHODS
 from cxr_device.runtime.header_check import PASS
 from cxr_device.runtime.input_rules import load_rules
 from cxr_device.safe_text import terminal
 
 from .dicom_check import check_paths
 from .dicom_report import FORMATS, render, summary_line
+from .threshold import DEFAULT_TOLERANCE, MAX_F1, POLICIES
 
 EPILOG = """\
 examples:
@@ -65,11 +68,19 @@ def _check_dicom(args: argparse.Namespace) -> int:
 def evaluate_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate", formatter_class=argparse.RawDescriptionHelpFormatter,
-        help="assess a trained run: F1 threshold, metrics with 95%% CIs, subgroups, figures, locked bundle",
-        description="Predict the validation and test splits of a trained run; choose the threshold on validation\n"
-        "only (maximum F1, ties toward the higher threshold) and apply it unchanged to test; bootstrap\n"
-        "patients for 95% intervals; report Youden's J and a target-sensitivity threshold beside it;\n"
-        "subgroups by age band, sex and view. Writes RUN/evaluation/ and locks RUN/bundle/.",
+        help="evaluate a trained run: calibration, threshold, metrics with 95%% CIs, subgroups, figures, locked bundle",
+        description="Predict the validation and test splits of a trained run; fit the calibration (Platt scaling by\n"
+        "default) and choose the threshold on validation only, by the threshold policy (maximum F1 by default,\n"
+        "ties toward the higher threshold), and apply both unchanged to test; bootstrap patients for 95%\n"
+        "intervals; report every policy's operating point beside the locked one; subgroups by age band, sex and\n"
+        "view. Writes RUN/evaluation/ and locks RUN/bundle/ (weights, calibration, threshold, input rules).\n\n"
+        "threshold policies (chosen on the calibrated validation probabilities):\n"
+        "  max_f1              maximum F1 (the default)\n"
+        "  youden              maximum sensitivity + specificity - 1\n"
+        "  target_sensitivity  the highest threshold reaching --threshold-target sensitivity\n"
+        "  target_specificity  the lowest threshold reaching --threshold-target specificity\n"
+        "  f1_plateau          the centre of the thresholds whose F1 is within --plateau-tolerance of the\n"
+        "                      maximum: on a nearly separable validation split it stays away from both classes",
         epilog="outputs: RUN/evaluation/ predictions.csv, metrics.json, roc.png, precision_recall.png,\n"
         "         threshold_curves.png, confusion_matrix.png, calibration.png, training_curves.png\n"
         "         RUN/bundle/ model.safetensors, input_rules.yaml, device.json (hashes of everything)\n"
@@ -82,6 +93,14 @@ def evaluate_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target-sensitivity", type=float, default=0.9, metavar="S",
                    help="sensitivity for the alternative operating point (default 0.90)")
     p.add_argument("--rules", metavar="FILE", help="input rules locked into the bundle (default: built-in chest rules)")
+    p.add_argument("--calibration", choices=CALIBRATION_METHODS, default="platt",
+                   help="fitted on validation: platt (default) | temperature | none")
+    p.add_argument("--threshold-policy", choices=POLICIES, default=MAX_F1, metavar="POLICY",
+                   help=f"how the locked threshold is chosen: {' | '.join(POLICIES)} (default max_f1)")
+    p.add_argument("--threshold-target", type=float, metavar="X",
+                   help="the sensitivity or specificity the target_* policies must reach")
+    p.add_argument("--plateau-tolerance", type=float, default=DEFAULT_TOLERANCE, metavar="D",
+                   help=f"F1 below the maximum still on the plateau (f1_plateau; default {DEFAULT_TOLERANCE})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_evaluate)
 
@@ -94,10 +113,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         print("cxr-device evaluate: error: --bootstrap must be at least 100", file=sys.stderr)
         return 2
     m = evaluate_run(args.run, args.bootstrap, args.seed, args.target_sensitivity, args.rules,
-                     progress=not args.quiet and sys.stderr.isatty())
-    t = m["threshold"]
-    print(f"threshold {t['value']:.6g} ({t['description']}): validation F1 {t['validation']['f1']:.3f}, "
-          f"precision {t['validation']['precision']:.3f}, recall {t['validation']['recall']:.3f}")
+                     progress=not args.quiet and sys.stderr.isatty(), calibration=args.calibration,
+                     policy=policy_from_args(args.threshold_policy, args.threshold_target, args.plateau_tolerance))
+    t, c = m["threshold"], m["calibration"]
+    print(f"calibration {c['method']} on validation: ECE {c['val']['before']['ece']:.3f} -> {c['val']['after']['ece']:.3f}, "
+          f"NLL {c['val']['before']['nll']:.3f} -> {c['val']['after']['nll']:.3f}")
+    print(f"threshold {t['value']:.6g} ({t['description']}; {t['raw_threshold']:.4g} before calibration): "
+          f"validation F1 {t['validation']['f1']:.3f}, precision {t['validation']['precision']:.3f}, "
+          f"recall {t['validation']['recall']:.3f}")
     for name, s in m["splits"].items():
         line = ", ".join(f"{k} {format_interval(s[k])}" for k in ("auroc", "sensitivity", "specificity", "f1"))
         print(f"  {name:<4} ({s['n_images']} images, {s['n_positive']} positive): {line}")
@@ -117,3 +140,97 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+
+
+def policy_from_args(rule: str, target: float | None, tolerance: float):
+    """A :class:`ThresholdPolicy` from flags; a policy that cannot work is a usage error."""
+    from .threshold import ThresholdPolicy
+
+    try:
+        return ThresholdPolicy(rule, target, tolerance)
+    except ValueError as err:
+        raise CxrDeviceError(f"{err} (--threshold-policy, --threshold-target, --plateau-tolerance)") from None
+
+
+# --- assess --------------------------------------------------------------------------------
+ASSESS_EPILOG = """\
+examples:
+  cxr-device assess --bundle runs/peds/bundle --name kermany-val --folders chest_xray/val
+  cxr-device assess --bundle runs/nih/bundle --name site-a --dicom exports/ --labels labels.csv \\
+      --trusted-key keys/signing_key.pub.pem --profile my_device.yaml
+  cxr-device assess --bundle runs/nih/bundle --name nih16 --metadata Data_Entry_2017_v2020.csv.gz \\
+      --images nih/images_1024
+  cxr-device assess --bundle runs/x/bundle --name internal --cohort runs/x/cohort --split test
+
+--labels CSV: the columns path,label; path relative to --dicom (or absolute), label 0 or 1.
+outputs (OUT, default RUN/assessment/NAME): predictions.csv (every labelled input, scored or not,
+  with its status and reason), assessment.json (metrics over accepted inputs and with refusals
+  counted as failures; AUROC by DeLong and patient bootstrap, sensitivity/specificity/PPV/NPV/
+  accuracy by Clopper-Pearson, Wilson and bootstrap; F1, Brier, ECE; PPV/NPV at the profile's
+  prevalence; acceptance pass/fail on lower bounds; subgroups; the shift report against the
+  bundle's internal test split), figures (roc.png, precision_recall.png, reliability.png,
+  confusion_matrix.png, score_shift.png)
+exit code: 0 every input scored; 1 written, but inputs were refused, unreadable or unmatched
+  (counted and listed); 2 usage error, unusable input, or a bundle that cannot be trusted
+"""
+
+
+def assess_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "assess", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=ASSESS_EPILOG,
+        help="standalone performance of a locked bundle on data it has never seen (nothing re-tuned)",
+        description="Verify the bundle, then score every labelled input through exactly the path predict uses\n"
+        "(the bundle's input rules for DICOM, the one preprocessing, the model, its calibration and the locked\n"
+        "threshold) and report performance with 95% intervals, the methods named. Nothing is tuned on the\n"
+        "assessed data; refused, unreadable and unmatched inputs are counted and listed.",
+    )
+    p.add_argument("--bundle", required=True, type=Path, help="bundle folder (RUN/bundle)")
+    p.add_argument("--name", required=True, help="a name for this set (letters, digits, . _ -); OUT defaults to "
+                   "RUN/assessment/NAME")
+    source = p.add_argument_group("the labelled set (exactly one)")
+    source.add_argument("--cohort", type=Path, metavar="DIR", help="a cohort folder (with --split, default test)")
+    source.add_argument("--split", default="test", help="the cohort split to assess (default test)")
+    source.add_argument("--folders", type=Path, metavar="ROOT", help="NORMAL/PNEUMONIA class folders")
+    source.add_argument("--metadata", type=Path, metavar="CSV", help="NIH-format metadata (with --images)")
+    source.add_argument("--images", nargs="+", action="extend", default=[], metavar="DIR",
+                        help="image folders for --metadata")
+    source.add_argument("--dicom", type=Path, metavar="DIR", help="a folder of DICOM files (with --labels)")
+    source.add_argument("--labels", type=Path, metavar="CSV", help="path,label CSV for --dicom")
+    p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default RUN/assessment/NAME)")
+    p.add_argument("--profile", type=Path, metavar="YAML",
+                   help="device profile: its acceptance criteria are judged and its expected_prevalence used for PPV/NPV")
+    p.add_argument("--bootstrap", type=int, default=2000, metavar="N", help="bootstrap replicates (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    from cxr_device.runtime.commands import add_trusted_key
+
+    add_trusted_key(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_assess)
+
+
+def _assess(args: argparse.Namespace) -> int:
+    from cxr_device.console import check_output_dir
+    from cxr_device.run_layout import RunLayout, check_name
+    from cxr_device.runtime.commands import load_verified_bundle
+
+    from .acceptance import read_targets
+    from .assessment import assess, left_out, summary_lines
+    from .assessment_inputs import input_set
+
+    if args.bootstrap < 100:
+        raise CxrDeviceError("--bootstrap must be at least 100")
+    out = check_output_dir(args.out or RunLayout(args.bundle.resolve().parent).assessment(check_name(args.name)))
+    targets = read_targets(args.profile)
+    inputs = input_set(vars(args))
+    bundle = load_verified_bundle(args.bundle, args.trusted_key)
+    document = assess(bundle, inputs, out, args.name, targets.acceptance, targets.prevalence, args.bootstrap,
+                      args.seed, progress=not args.quiet and sys.stderr.isatty())
+    for line in summary_lines(document):
+        print(terminal(line))
+    print(f"wrote {out}")
+    missing = left_out(document)
+    if missing:
+        print(f"cxr-device assess: {missing} input(s) left out (excluded before scoring, refused or unreadable): "
+              f"listed in {out / 'assessment.json'}", file=sys.stderr)
+        return 1
+    return 0

@@ -10,7 +10,6 @@ from matplotlib.figure import Figure
 from cxr_device.run_layout import TRAINING_CURVES
 
 from .calibration import reliability as calibration_table  # noqa: F401 - the table the calibration figure plots
-
 from .metrics import confusion, cumulative_counts, ranking, roc_points
 
 FIGURES = {
@@ -23,8 +22,13 @@ FIGURES = {
 }
 #: Radiologist F1 on NIH pneumonia in the CheXNet reader study (Rajpurkar et al., 2017).
 RADIOLOGIST_F1 = 0.387
-COLORS = {"val": "#2e6fa7", "test": "#c0392b"}
-NAMES = {"val": "validation", "test": "test"}
+COLORS = {"val": "#2e6fa7", "test": "#c0392b", "internal": "#7f8c8d", "external": "#d35400"}
+NAMES = {"val": "validation", "test": "test", "internal": "internal test", "external": "external"}
+
+
+def _style(name: str) -> tuple[str, str]:
+    """(colour, label) of a named series; any other name gets the external colour and itself."""
+    return COLORS.get(name, COLORS["external"]), NAMES.get(name, name)
 
 
 def _axes(title: str, size=(5.5, 5.0)):
@@ -104,10 +108,11 @@ def plot_threshold(probs: np.ndarray, labels: np.ndarray, threshold: float, path
     fig.savefig(path, dpi=120, bbox_inches="tight")
 
 
-def plot_confusion(probs: np.ndarray, labels: np.ndarray, threshold: float, path: Path) -> None:
+def plot_confusion(probs: np.ndarray, labels: np.ndarray, threshold: float, path: Path,
+                   title: str = "Test confusion matrix") -> None:
     c = confusion(probs, labels, threshold)
     table = np.array([[c["tn"], c["fp"]], [c["fn"], c["tp"]]])
-    fig, ax = _axes(f"Test confusion matrix at threshold {threshold:.3f}", size=(4.6, 4.2))
+    fig, ax = _axes(f"{title} at threshold {threshold:.3f}", size=(4.6, 4.2))
     ax.grid(False)
     ax.imshow(table, cmap="Blues")
     total = table.sum()
@@ -125,13 +130,66 @@ def plot_calibration(tables: dict, path: Path) -> None:
     fig, ax = _axes("Calibration (reliability)")
     ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
     for name, rows in tables.items():
-        ax.plot([r["mean_predicted"] for r in rows], [r["observed"] for r in rows], "o-", color=COLORS[name],
-                label=f"{NAMES[name]} (10 equal-width bins)")
+        colour, label = _style(name)
+        ax.plot([r["mean_predicted"] for r in rows], [r["observed"] for r in rows], "o-", color=colour,
+                label=f"{label} (10 equal-width bins)")
     ax.set_xlabel("mean predicted probability")
     ax.set_ylabel("observed frequency of pneumonia")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.legend(loc="upper left", fontsize=8)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+
+
+def plot_operating_point(probs: np.ndarray, labels: np.ndarray, threshold: float, name: str, roc_path: Path,
+                         pr_path: Path) -> None:
+    """ROC and precision-recall curves of one set, each with the locked operating point marked."""
+    colour = _style(name)[0]
+    c = confusion(probs, labels, threshold)
+    sensitivity = c["tp"] / max(c["tp"] + c["fn"], 1)
+    fpr = c["fp"] / max(c["fp"] + c["tn"], 1)
+    precision = c["tp"] / max(c["tp"] + c["fp"], 1)
+    point = f"locked threshold {threshold:.3f}"
+    fig, ax = _axes(f"ROC curve: {name}")
+    x, y = roc_points(ranking(probs, labels))
+    ax.plot(x, y, color=colour, label=name)
+    ax.plot(fpr, sensitivity, "o", color="black", label=f"{point} (sens {sensitivity:.3f}, spec {1 - fpr:.3f})")
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="chance")
+    ax.set_xlabel("1 - specificity (false-positive rate)")
+    ax.set_ylabel("sensitivity (true-positive rate)")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.savefig(roc_path, dpi=120, bbox_inches="tight")
+    fig, ax = _axes(f"Precision-recall curve: {name}")
+    recall, prec = _pr_points(probs, labels)
+    ax.step(recall, prec, where="post", color=colour, label=name)
+    ax.plot(sensitivity, precision, "o", color="black", label=f"{point} (PPV {precision:.3f})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall (sensitivity)")
+    ax.set_ylabel("precision (PPV)")
+    ax.legend(loc="lower left", fontsize=8)
+    fig.savefig(pr_path, dpi=120, bbox_inches="tight")
+
+
+def plot_score_shift(internal_probs: np.ndarray, internal_labels: np.ndarray, external_probs: np.ndarray,
+                     external_labels: np.ndarray, threshold: float, path: Path) -> None:
+    """Score histograms per class, internal test against the external set, the locked threshold marked."""
+    fig = Figure(figsize=(10, 4))
+    axes = fig.subplots(1, 2, sharey=False)
+    bins = np.linspace(0, 1, 26)
+    for ax, label, title in zip(axes, (0, 1), ("reference: no pneumonia", "reference: pneumonia")):
+        for probs, labels, name in ((internal_probs, internal_labels, "internal"),
+                                    (external_probs, external_labels, "external")):
+            chosen = probs[labels == label]
+            colour, text = _style(name)
+            if len(chosen):
+                ax.hist(chosen, bins=bins, density=True, alpha=0.5, color=colour, label=f"{text} (n={len(chosen)})")
+        ax.axvline(threshold, linestyle="--", color="black", label=f"locked threshold {threshold:.3f}")
+        ax.set_title(title)
+        ax.set_xlabel("device probability of pneumonia")
+        ax.set_ylabel("density")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     fig.savefig(path, dpi=120, bbox_inches="tight")
 
 

@@ -1,0 +1,241 @@
+"""``cxr-device assess``: standalone performance of a locked device on data it has never seen.
+
+The bundle is verified and used as it is: every input goes through the device runtime
+(:class:`cxr_device.runtime.pipeline.DevicePipeline`) - the bundle's input rules for DICOM,
+the one preprocessing, the model, its calibration and the locked threshold. Nothing is tuned on
+the assessed data.
+
+Outputs in ``OUT`` (default ``RUN/assessment/NAME``): ``predictions.csv`` (one row per labelled
+input, scored or not), ``assessment.json`` and figures. Performance is reported two ways: over
+the accepted inputs, and with every refused or unreadable input counted as a failure of the
+device (a missed positive, a false alarm). Every metric has a 95% interval with its method
+named: AUROC by DeLong and by patient bootstrap; sensitivity and specificity by Clopper-Pearson
+(exact), Wilson and patient bootstrap. The shift report compares the internal test split of the
+bundle's own run with this set, metric by metric.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from cxr_device.provenance import producer
+from cxr_device.runtime.bundle import Bundle
+from cxr_device.runtime.pipeline import ACCEPTED, DevicePipeline, Prediction
+from cxr_device.safe_text import spreadsheet_cell
+
+from . import figures as fig
+from .assessment_inputs import InputSet
+from .bootstrap import bootstrap
+from .calibration import expected_calibration_error, reliability
+from .intervals import bayes_predictive_values, delong, proportion
+from .metrics import confusion, finite, from_confusion
+from .shift import shift_report
+from .subgroups import subgroup_table
+
+PREDICTIONS, ASSESSMENT = "predictions.csv", "assessment.json"
+PREDICTION_COLUMNS = ["key", "patient", "label", "status", "probability", "decision", "reason", "age_years", "sex",
+                      "view"]
+ACCEPTANCE_METHODS = {"auroc": "DeLong", "sensitivity": "Clopper-Pearson", "specificity": "Clopper-Pearson"}
+BATCH = 64
+
+
+def score(bundle: Bundle, inputs: InputSet, progress: bool = False) -> pd.DataFrame:
+    """Run every labelled input through the device; one row per input, in input order."""
+    pipeline = DevicePipeline(bundle)
+    results: list[Prediction] = []
+    bar = tqdm(total=len(inputs.items), desc="assess", unit="img", disable=not progress)
+    for start in range(0, len(inputs.items), BATCH):
+        chunk = inputs.items[start:start + BATCH]
+        results += pipeline.run([item.path for item in chunk], allow_non_dicom=not inputs.dicom)
+        bar.update(len(chunk))
+    bar.close()
+    rows = []
+    for item, result in zip(inputs.items, results):
+        patient = item.patient or getattr(result, "patient_key", "") or item.key
+        rows.append({"key": item.key, "patient": patient, "label": item.label, "status": result.status,
+                     "probability": result.probability, "decision": result.decision or "",
+                     "reason": result.reason, "age_years": item.age_years, "sex": item.sex, "view": item.view})
+    return pd.DataFrame(rows, columns=PREDICTION_COLUMNS)
+
+
+def standalone_metrics(accepted: pd.DataFrame, threshold: float, n_bootstrap: int, seed: int) -> dict:
+    """Every metric over the accepted inputs, each with its 95% interval(s) and method."""
+    probs, labels = accepted["probability"].to_numpy(float), accepted["label"].to_numpy(float)
+    patients = accepted["patient"].to_numpy()
+    counts = {k: int(v) for k, v in confusion(probs, labels, threshold).items()}
+    boot = bootstrap(probs, labels, patients, threshold, n_bootstrap, seed)
+    point = from_confusion(counts)
+    tp, fp, tn, fn = counts["tp"], counts["fp"], counts["tn"], counts["fn"]
+    out = {
+        "n_images": int(len(accepted)), "n_patients": int(accepted["patient"].nunique()),
+        "n_positive": int(labels.sum()), "prevalence": float(labels.mean()) if len(labels) else None,
+        "confusion": counts,
+        "auroc": {"value": boot["auroc"]["value"], "delong": delong(probs, labels),
+                  "bootstrap_ci95": boot["auroc"]["ci95"]},
+        "sensitivity": {**proportion(tp, tp + fn), "bootstrap_ci95": boot["sensitivity"]["ci95"]},
+        "specificity": {**proportion(tn, tn + fp), "bootstrap_ci95": boot["specificity"]["ci95"]},
+        "ppv": {**proportion(tp, tp + fp), "bootstrap_ci95": boot["ppv"]["ci95"]},
+        "npv": {**proportion(tn, tn + fn), "bootstrap_ci95": boot["npv"]["ci95"]},
+        "f1": {"value": point["f1"], "bootstrap_ci95": boot["f1"]["ci95"]},
+        "accuracy": {**proportion(tp + tn, tp + tn + fp + fn), "bootstrap_ci95": boot["accuracy"]["ci95"]},
+        "brier": {"value": boot["brier"]["value"], "bootstrap_ci95": boot["brier"]["ci95"]},
+        "ece": {"value": expected_calibration_error(probs, labels), "bins": 10, "binning": "equal width"},
+        "reliability": reliability(probs, labels),
+        "average_precision": {"value": boot["average_precision"]["value"],
+                              "bootstrap_ci95": boot["average_precision"]["ci95"]},
+    }
+    return out
+
+
+def with_refusals_as_failures(frame: pd.DataFrame) -> dict:
+    """Sensitivity, specificity and accuracy over every labelled input, a refused or unreadable
+    positive counted as missed and a refused negative as a false alarm."""
+    positive = frame["label"] == 1
+    detected = (frame["status"] == ACCEPTED) & (frame["decision"] == "pneumonia")
+    cleared = (frame["status"] == ACCEPTED) & (frame["decision"] == "no pneumonia")
+    tp, tn = int((positive & detected).sum()), int((~positive & cleared).sum())
+    return {"n_inputs": int(len(frame)), "n_not_scored": int((frame["status"] != ACCEPTED).sum()),
+            "sensitivity": proportion(tp, int(positive.sum())), "specificity": proportion(tn, int((~positive).sum())),
+            "accuracy": proportion(tp + tn, int(len(frame)))}
+
+
+def predictive_values_at(prevalence: float, metrics: dict) -> dict:
+    """PPV and NPV at an intended-use prevalence by Bayes, with bounds from the exact intervals
+    of sensitivity and specificity (both rise with each, so the bounds pair lower with lower)."""
+    sens, spec = metrics["sensitivity"], metrics["specificity"]
+    point = bayes_predictive_values(sens["value"], spec["value"], prevalence)
+    lo = bayes_predictive_values(sens["clopper_pearson"][0], spec["clopper_pearson"][0], prevalence)
+    hi = bayes_predictive_values(sens["clopper_pearson"][1], spec["clopper_pearson"][1], prevalence)
+    return {"prevalence": prevalence, "method": "Bayes from sensitivity and specificity; bounds from their "
+            "Clopper-Pearson limits", **{k: {"value": point[k], "bounds": [lo[k], hi[k]]} for k in ("ppv", "npv")}}
+
+
+def judge(acceptance: dict[str, float], metrics: dict) -> dict:
+    """Pass/fail of each acceptance criterion on the lower bound of its 95% interval."""
+    rows = {}
+    for name, criterion in acceptance.items():
+        metric = metrics[name]
+        lower = metric["delong"]["ci95"][0] if name == "auroc" else metric["clopper_pearson"][0]
+        rows[name] = {"criterion": criterion, "lower_bound": lower, "method": ACCEPTANCE_METHODS[name],
+                      "passed": bool(lower is not None and not math.isnan(lower) and lower >= criterion)}
+    return {"criteria": rows, "passed": all(r["passed"] for r in rows.values()) if rows else None}
+
+
+def assess(bundle: Bundle, inputs: InputSet, out_dir: str | Path, name: str, acceptance: dict | None = None,
+           intended_prevalence: float | None = None, n_bootstrap: int = 2000, seed: int = 0,
+           progress: bool = False) -> dict:
+    """Score ``inputs`` with the locked ``bundle``; write predictions.csv, assessment.json and
+    figures into ``out_dir``; return assessment.json's content."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    frame = score(bundle, inputs, progress)
+    _write_predictions(frame, out / PREDICTIONS)
+    accepted = frame[frame["status"] == ACCEPTED]
+    threshold = bundle.threshold
+    usable = len(accepted) > 0 and 0 < accepted["label"].sum() < len(accepted)
+    metrics = standalone_metrics(accepted, threshold, n_bootstrap, seed) if usable else None
+    not_scored = frame[frame["status"] != ACCEPTED]
+    document = {
+        "name": name,
+        "device": {"device_json_sha256": bundle.device_sha256, "bundle": str(bundle.folder),
+                   "signature": bundle.signature.describe(), "threshold": threshold,
+                   "threshold_rule": bundle.meta["threshold"].get("rule"),
+                   "calibration": bundle.meta.get("calibration", {"method": "none"})},
+        "inputs": {**inputs.description, "source": inputs.kind, "n_labelled": len(inputs.items),
+                   "n_excluded": len(inputs.excluded), "excluded": inputs.excluded,
+                   "n_positive": int(frame["label"].sum()), "n_negative": int((frame["label"] == 0).sum())},
+        "scoring": {"n_accepted": int(len(accepted)), "n_not_scored": int(len(not_scored)),
+                    "by_status": {str(k): int(v) for k, v in frame["status"].value_counts().sort_index().items()},
+                    "not_scored": [{"key": r["key"], "status": r["status"], "reason": r["reason"]}
+                                   for r in not_scored.to_dict("records")],
+                    "header_checks": "bundle input rules" if inputs.dicom else
+                    "none possible (PNG/JPEG): the rules' pixel, size and header checks do not apply"},
+        "accepted": metrics,
+        "all_inputs": with_refusals_as_failures(frame),
+        "note": None if usable else "the accepted inputs do not hold both classes: metrics are undefined",
+        "bootstrap": {"n": n_bootstrap, "seed": seed, "unit": "patient", "interval": "percentile 95%"},
+        "subgroups": _subgroups(accepted, threshold, n_bootstrap, seed) if usable else [],
+        "predictive_values_at_intended_prevalence": predictive_values_at(intended_prevalence, metrics)
+        if usable and intended_prevalence else None,
+        "acceptance": judge(acceptance or {}, metrics) if usable and acceptance else None,
+        "shift": shift_report(bundle, metrics, accepted, out) if usable else None,
+        "figures": _figures(out, accepted, threshold, name) if usable else {},
+        "produced_by": producer("assess", {"name": name, "bootstrap": n_bootstrap, "seed": seed,
+                                          "intended_prevalence": intended_prevalence, "acceptance": acceptance}),
+    }
+    document = finite(document)
+    (out / ASSESSMENT).write_text(json.dumps(document, indent=2) + "\n")
+    return document
+
+
+def left_out(document: dict) -> int:
+    """Inputs that did not contribute: excluded before scoring, or refused/unreadable."""
+    return document["inputs"]["n_excluded"] + document["scoring"]["n_not_scored"]
+
+
+def _subgroups(accepted: pd.DataFrame, threshold: float, n_bootstrap: int, seed: int) -> list[dict]:
+    frame = accepted.rename(columns={"patient": "patient_id"})
+    recorded = frame["age_years"].notna().any() or (frame["sex"] != "").any() or (frame["view"] != "").any()
+    return subgroup_table(frame.fillna({"sex": "", "view": ""}), threshold, n_bootstrap, seed) if recorded else []
+
+
+def _write_predictions(frame: pd.DataFrame, path: Path) -> None:
+    safe = frame.copy()
+    for column in ("key", "patient", "reason", "sex", "view"):
+        safe[column] = safe[column].map(spreadsheet_cell)
+    safe["probability"] = safe["probability"].map(lambda p: "" if p is None or pd.isna(p) else repr(float(p)))
+    safe.to_csv(path, index=False, lineterminator="\n")
+
+
+def _figures(out: Path, accepted: pd.DataFrame, threshold: float, name: str) -> dict:
+    probs, labels = accepted["probability"].to_numpy(float), accepted["label"].to_numpy(float)
+    made = {"roc": "roc.png", "pr": "precision_recall.png", "reliability": "reliability.png",
+            "confusion": "confusion_matrix.png"}
+    fig.plot_operating_point(probs, labels, threshold, name, out / made["roc"], out / made["pr"])
+    fig.plot_calibration({name: reliability(probs, labels)}, out / made["reliability"])
+    fig.plot_confusion(probs, labels, threshold, out / made["confusion"], title=f"{name}: confusion matrix")
+    if (out / "score_shift.png").is_file():
+        made["score_shift"] = "score_shift.png"
+    return made
+
+
+
+
+def summary_lines(document: dict) -> list[str]:
+    """What ``assess`` prints: counts, the headline metrics with their intervals, acceptance, shift."""
+    inputs, scoring, accepted = document["inputs"], document["scoring"], document["accepted"]
+    lines = [f"assessment {document['name']}: {inputs['n_labelled']} labelled inputs ({inputs['n_positive']} positive), "
+             f"{scoring['n_accepted']} scored, {scoring['n_not_scored']} refused or unreadable, "
+             f"{inputs['n_excluded']} excluded before scoring"]
+    if accepted is None:
+        return lines + [f"  {document['note']}"]
+    a = accepted
+    lines += [
+        f"  AUROC        {a['auroc']['value']:.3f}  DeLong {_pair(a['auroc']['delong']['ci95'])}  "
+        f"bootstrap {_pair(a['auroc']['bootstrap_ci95'])}",
+        *(f"  {name:<12} {a[name]['value']:.3f}  Clopper-Pearson {_pair(a[name]['clopper_pearson'])}  "
+          f"bootstrap {_pair(a[name]['bootstrap_ci95'])}  ({a[name]['k']}/{a[name]['n']})"
+          for name in ("sensitivity", "specificity", "accuracy")),
+        f"  F1 {a['f1']['value']:.3f}, Brier {a['brier']['value']:.3f}, ECE {a['ece']['value']:.3f} "
+        f"at the locked threshold {document['device']['threshold']:.4g}",
+    ]
+    everything = document["all_inputs"]
+    lines.append(f"  with refusals counted as failures: sensitivity {everything['sensitivity']['value']:.3f}, "
+                 f"specificity {everything['specificity']['value']:.3f}")
+    if document["acceptance"]:
+        verdicts = ", ".join(f"{k} {'pass' if v['passed'] else 'FAIL'} ({v['lower_bound']:.3f} vs {v['criterion']:g})"
+                             for k, v in document["acceptance"]["criteria"].items())
+        lines.append(f"  acceptance (lower bounds): {verdicts}")
+    shift = document["shift"]
+    if shift and shift.get("warning"):
+        lines.append(f"  WARNING: {shift['warning']}")
+    return lines
+
+
+def _pair(interval) -> str:
+    lo, hi = interval
+    return "n/a" if lo is None or hi is None else f"[{lo:.3f}, {hi:.3f}]"
