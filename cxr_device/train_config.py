@@ -23,6 +23,8 @@ from .validated import (
 )
 from .yaml_io import load_yaml
 
+SCHEDULES = ("cosine", "warmup_cosine", "none")
+
 
 @dataclass(frozen=True, config=SETTINGS)
 class TrainConfig:
@@ -40,7 +42,10 @@ class TrainConfig:
     lr: float = 1e-4
     weight_decay: NonNegativeFloat = 1e-4
     optimizer: str = "adamw"  # adamw | sgd (momentum 0.9, nesterov)
-    schedule: str = "cosine"  # cosine annealing stepped per epoch over `epochs` | none
+    schedule: str = "cosine"  # cosine: annealed per epoch | warmup_cosine: per step, after warmup_epochs | none
+    warmup_epochs: Annotated[float, Field(ge=0)] = 0.0  # linear warm-up (warmup_cosine only)
+    label_smoothing: Annotated[float, Field(ge=0, lt=0.5)] = 0.0  # targets y(1 - e) + e/2
+    ema_decay: Annotated[float, Field(ge=0, lt=1)] = 0.0  # exponential moving average of the weights; 0: off
     patience: int = 3  # early stopping on validation AUROC
     imbalance: str = "weighted_loss"  # none | weighted_loss | balanced_sampler
     device: str = "auto"  # auto | cuda | cpu
@@ -63,7 +68,9 @@ class TrainConfig:
             (self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}"),
             (self.lr > 0, f"lr must be positive, got {self.lr}"),
             (self.optimizer in ("adamw", "sgd"), f"optimizer must be adamw or sgd, got {self.optimizer!r}"),
-            (self.schedule in ("cosine", "none"), f"schedule must be cosine or none, got {self.schedule!r}"),
+            (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"),
+            (self.warmup_epochs < self.epochs or self.schedule != "warmup_cosine",
+             f"warmup_epochs {self.warmup_epochs:g} leaves no epoch of the {self.epochs} to anneal"),
             (self.imbalance in IMBALANCE, f"imbalance must be one of {', '.join(IMBALANCE)}, got {self.imbalance!r}"),
             (self.device in ("auto", "cuda", "cpu"), f"device must be auto, cuda or cpu, got {self.device!r}"),
             (self.patience >= 1, f"patience must be at least 1, got {self.patience}"),

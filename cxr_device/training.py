@@ -45,6 +45,13 @@ from .findings import TARGET
 from .hashing import sha256_file
 from .models import DeviceModel, build_model
 from .provenance import producer
+from .recipe import (
+    BCELoss,
+    WeightAverage,
+    make_scheduler,
+    per_step_schedule,
+    steps_per_epoch,
+)
 from .run_layout import (
     BEST,
     COHORT_CSV,
@@ -172,11 +179,19 @@ def train(cohort_dir: str | Path, run_dir: str | Path, config: TrainConfig, resu
     optimizer = (torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
                  if config.optimizer == "adamw" else
                  torch.optim.SGD(params, lr=config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay))
-    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-                 if config.schedule == "cosine" else torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0))
+    scheduler = make_scheduler(optimizer, config, steps_per_epoch(len(train_set), config, world))
+    per_step = per_step_schedule(config)
     pos_weight = torch.tensor(positive_weight(train_labels) if config.imbalance == "weighted_loss" else 1.0,
                               device=device)
-    loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    loss_fn = BCELoss(pos_weight, config.label_smoothing)
+    average = WeightAverage(model, config.ema_decay) if config.ema_decay else None
+    scored = average.module if average else model  # the weights validated and saved as best.pt
+
+    def after_step() -> None:
+        if per_step:
+            scheduler.step()
+        if average:
+            average.update(model)
 
     history: list[dict] = []
     start_epoch, best_score, best_epoch, bad_epochs = 0, -math.inf, 0, 0
@@ -186,6 +201,8 @@ def train(cohort_dir: str | Path, run_dir: str | Path, config: TrainConfig, resu
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
+            if average:
+                average.load_state_dict(state["ema"])
         except (RuntimeError, ValueError, KeyError, TypeError) as err:
             raise CxrDeviceError(f"{last_path}: does not fit this run's model and settings ({_load_problem(err)}); "
                                  "resume with the settings it was trained with, or train afresh") from None
@@ -203,17 +220,19 @@ def train(cohort_dir: str | Path, run_dir: str | Path, config: TrainConfig, resu
         started = time.perf_counter()
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        train_loss, seen = _train_epoch(net, loader, optimizer, loss_fn, device, config, progress and main, epoch)
+        train_loss, seen = _train_epoch(net, loader, optimizer, loss_fn, device, config, progress and main, epoch,
+                                        after_step)
         seconds = time.perf_counter() - started
         if world > 1:
             totals = torch.tensor([train_loss * seen, seen], dtype=torch.float64, device=device)
             dist.all_reduce(totals)
             train_loss, seen = (totals[0] / totals[1]).item(), int(totals[1].item())
         lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
+        if not per_step:
+            scheduler.step()
         stop = torch.zeros(1, device=device)
         if main:
-            val = evaluate_split(model, val_set, loss_fn, device, config)
+            val = evaluate_split(scored, val_set, loss_fn, device, config)
             score = val["auroc"] if not math.isnan(val["auroc"]) else -val["loss"]
             improved = score > best_score
             if improved:
@@ -230,10 +249,10 @@ def train(cohort_dir: str | Path, run_dir: str | Path, config: TrainConfig, resu
             checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                           "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history,
                           "best_score": best_score, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-                          "config": config.as_dict()}
+                          "config": config.as_dict(), **({"ema": average.state_dict()} if average else {})}
             torch.save(checkpoint, last_path)
             if improved:
-                torch.save({"model": model.state_dict(), "epoch": epoch, "config": config.as_dict()},
+                torch.save({"model": scored.state_dict(), "epoch": epoch, "config": config.as_dict()},
                            layout.checkpoint(BEST))
             _write_outputs(layout, model, config, history, cache, unreadable, device, world, best_epoch, cohort_dir)
             stop[0] = float(bad_epochs >= config.patience)
@@ -266,8 +285,10 @@ def _train_loader(dataset, labels, config: TrainConfig, epoch_seed: int, epoch: 
                       persistent_workers=False)
 
 
-def _train_epoch(net, loader, optimizer, loss_fn, device, config: TrainConfig, progress: bool, epoch: int):
-    """One pass over ``loader``; returns (mean loss, images seen). The loss stays on the device
+def _train_epoch(net, loader, optimizer, loss_fn, device, config: TrainConfig, progress: bool, epoch: int,
+                 after_step=lambda: None):
+    """One pass over ``loader``; returns (mean loss, images seen). ``after_step`` runs after every
+    optimizer step (a per-step schedule, the weight average). The loss stays on the device
     between progress updates, so a GPU is not synchronised at every step."""
     net.train()
     fp16 = config.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
@@ -288,6 +309,7 @@ def _train_epoch(net, loader, optimizer, loss_fn, device, config: TrainConfig, p
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
+        after_step()
         total += loss.detach() * len(labels)
         seen += len(labels)
         if progress and step % 20 == 0:
@@ -317,10 +339,10 @@ def predict_logits(model: DeviceModel, dataset, device: torch.device, config: Tr
 
 def evaluate_split(model: DeviceModel, dataset, loss_fn, device, config: TrainConfig) -> dict:
     """Loss, AUROC and average precision on a split (NaN where a class is absent)."""
-    probs = predict(model, dataset, device, config)
-    labels = dataset.labels
-    logits = torch.logit(torch.as_tensor(probs).clamp(1e-7, 1 - 1e-7)).float()
-    loss = loss_fn(logits.to(device), torch.as_tensor(labels, device=device)).item()
+    logits = predict_logits(model, dataset, device, config)
+    probs, labels = sigmoid(logits), dataset.labels
+    loss = loss_fn(torch.as_tensor(logits, dtype=torch.float32, device=device),
+                   torch.as_tensor(labels, device=device)).item()
     both = 0 < labels.sum() < len(labels)
     return {"loss": loss, "auroc": roc_auc_score(labels, probs) if both else float("nan"),
             "ap": average_precision_score(labels, probs) if both else float("nan")}

