@@ -8,6 +8,10 @@ problem). A dataset without Pixel Data always fails: there is no image to read.
 ``predict``, ``assess`` and the DICOM node call :func:`check_dataset` on the dataset they then
 decode (one parse per input); ``check-dicom`` calls :func:`check_file`, which reads only the
 attributes the rules look at.
+
+Header-only, :func:`check_file` uses the fast reader of :mod:`.header_scan` (only the bytes of
+the attributes the rules name, from the first kilobytes of the file) and falls back to the full
+parse whenever that reader cannot vouch for a file; both give the same result for every file.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from ..dicom_pixels import (
     read_header,
 )
 from ..errors import CxrDeviceError
+from .header_scan import scan_header, wanted_tags
 from .input_rules import ERROR, WARNING, Finding, RuleSet
 
 PASS, FAIL, UNREADABLE = "pass", "fail", "unreadable"
@@ -79,19 +84,41 @@ def collect_paths(inputs: Iterable[str | Path]) -> list[Path]:
 
 def check_dataset(ds: Dataset, rules: RuleSet, label: str, show_phi: bool = False) -> FileResult:
     """Evaluate ``rules`` (and the Pixel Data presence) on a parsed dataset. Never raises."""
+    return _check(ds, rules, label, show_phi, "PixelData" in ds)
+
+
+def _check(ds: Dataset, rules: RuleSet, label: str, show_phi: bool, has_pixel_data: bool) -> FileResult:
     findings = rules.evaluate(ds, show_phi)
-    if "PixelData" not in ds:
+    if not has_pixel_data:
         findings.append(NO_PIXEL_DATA)
     result = FileResult(label, FAIL if any(f.severity == ERROR for f in findings) else PASS,
-                        sop_instance_uid=_text(ds.get("SOPInstanceUID", "")), findings=findings)
+                        sop_instance_uid=_text(ds, "SOPInstanceUID"), findings=findings)
     if show_phi:
-        result.phi = {name: _text(ds.get(keyword, "")) for name, keyword in PHI_FIELDS.items()}
+        result.phi = {name: _text(ds, keyword) for name, keyword in PHI_FIELDS.items()}
     return result
 
 
 def check_file(path: str | Path, rules: RuleSet, decode: bool = False, show_phi: bool = False,
                max_pixels: int = DEFAULT_MAX_PIXELS) -> FileResult:
-    """Check one file's header (and, with ``decode``, its pixel data). Never raises."""
+    """Check one file's header (and, with ``decode``, its pixel data). Never raises.
+
+    Header-only, a plainly encoded file is read by :func:`scan_header`; every other file, and
+    every file with ``decode``, by the full parse (:func:`check_file_full`). Both give the same
+    result for the same file."""
+    if not decode:
+        wanted = wanted_tags(rules.tags, show_phi)
+        if wanted is not None:
+            label = str(Path(path))
+            scanned = scan_header(label, wanted)  # None: the full parse decides (every failure, too)
+            if scanned is not None:
+                return _check(scanned.dataset, rules, label, show_phi, scanned.pixel_data is not None)
+    return check_file_full(path, rules, decode, show_phi, max_pixels)
+
+
+def check_file_full(path: str | Path, rules: RuleSet, decode: bool = False, show_phi: bool = False,
+                    max_pixels: int = DEFAULT_MAX_PIXELS) -> FileResult:
+    """:func:`check_file` through the full parse (:func:`~cxr_device.dicom_pixels.read_header`)
+    only: what decides every file the fast reader gives up on, and its reference in the tests."""
     path = Path(path)
     try:
         ds = read_header(path)
@@ -117,8 +144,9 @@ def without_label(err: Exception, label: str) -> str:
     return text[len(prefix):] if text.startswith(prefix) else text
 
 
-def _text(value) -> str:
+def _text(ds: Dataset, keyword: str) -> str:
+    """An attribute as report text ('' when absent)."""
     try:
-        return str(value)
-    except Exception:  # a value pydicom cannot convert is reported, never raised
+        return str(ds.get(keyword, ""))
+    except Exception:  # a value pydicom cannot read or convert is reported, never raised
         return "?"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -93,31 +94,36 @@ class Rule:
                 return None
             names = " or ".join(f"{k} {_tag(k)}" for k in self.attributes)
             return self._finding(self.attributes[0], None, f"{names} is missing; expected {self.expected()}")
-        value = self.synonyms.get(_normalise(raw), _normalise(raw))
+        normalised = _normalise(raw)
+        value = self.synonyms.get(normalised, normalised)
         shown = HIDDEN if keyword in PHI_KEYWORDS and not show_phi else value
-        where, quoted = f"{keyword} {_tag(keyword)}", _quoted(keyword, shown)
+        # where the value is and how it is quoted are only worked out for a finding (speed)
         if self.age_range is not None:
             years = parse_age_years(value)
             if math.isnan(years):
                 return Finding(self.id, WARNING, keyword, shown, self.expected(),
-                               f"{where} {quoted} cannot be read as an age (expected e.g. 045Y, 006M, 010D or 81)")
+                               f"{_where(keyword)} {_quoted(keyword, shown)} cannot be read as an age "
+                               "(expected e.g. 045Y, 006M, 010D or 81)")
             lo, hi = self.age_range
             if not lo <= years <= hi:
-                return self._finding(keyword, shown, f"{where} is {quoted} ({years:.3g} years); expected {self.expected()}")
+                return self._finding(keyword, shown, f"{_where(keyword)} is {_quoted(keyword, shown)} "
+                                                     f"({years:.3g} years); expected {self.expected()}")
             return None
         if self.range is not None:
             try:
                 number = float(value)
             except ValueError:
-                return self._finding(keyword, shown, f"{where} {quoted} is not a number; expected {self.expected()}")
+                return self._finding(keyword, shown, f"{_where(keyword)} {_quoted(keyword, shown)} is not a "
+                                                     f"number; expected {self.expected()}")
             lo, hi = self.range
             if not lo <= number <= hi:
-                return self._finding(keyword, shown, f"{where} is {shown}; expected {self.expected()}")
+                return self._finding(keyword, shown, f"{_where(keyword)} is {shown}; expected {self.expected()}")
             return None
         if self.allowed is not None and value not in self.allowed:
-            return self._finding(keyword, shown, f"{where} is {quoted}; expected {self.expected()}")
+            return self._finding(keyword, shown, f"{_where(keyword)} is {_quoted(keyword, shown)}; "
+                                                 f"expected {self.expected()}")
         if self.forbidden is not None and value in self.forbidden:
-            return self._finding(keyword, shown, f"{where} is {quoted}")
+            return self._finding(keyword, shown, f"{_where(keyword)} is {_quoted(keyword, shown)}")
         return None
 
     def _finding(self, attribute: str, found: str | None, what: str) -> Finding:
@@ -134,6 +140,16 @@ class RuleSet:
     source: str
     sha256: str
     version: Any = None
+
+    @cached_property
+    def keywords(self) -> tuple[str, ...]:
+        """Every attribute keyword the rules look at, each once, in rule order (computed once)."""
+        return tuple(dict.fromkeys(k for rule in self.rules for k in rule.attributes))
+
+    @cached_property
+    def tags(self) -> frozenset[int]:
+        """The tags of :attr:`keywords`: what a header reader must keep for these rules."""
+        return frozenset(tag_for_keyword(k) for k in self.keywords)
 
     def evaluate(self, ds: Dataset, show_phi: bool = False) -> list[Finding]:
         """Every finding of every rule, in rule order. Never raises on odd header values."""
@@ -267,6 +283,11 @@ def _quoted(keyword: str, value: str) -> str:
     if keyword.endswith("UID") and UID(value).is_valid and UID(value).name != value:
         return f"'{value}' ({UID(value).name})"
     return f"'{value}'"
+
+
+def _where(keyword: str) -> str:
+    """``Modality (0008,0060)``: how a finding names the attribute it is about."""
+    return f"{keyword} {_tag(keyword)}"
 
 
 def _tag(keyword: str) -> str:
