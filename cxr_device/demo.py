@@ -1,6 +1,13 @@
 """The demo's synthetic DICOMs: two acceptable chest radiographs and two the rules must refuse,
-for trying ``check-dicom`` and ``predict``. (The demo's pipeline is ``cxr-device run`` with the
-built-in ``configs/demo.yaml``.)"""
+for trying ``check-dicom``, ``predict`` and the DICOM node (``serve``). (The demo's pipeline is
+``cxr-device run`` with the built-in ``configs/demo.yaml``.)
+
+Each file is a standard-valid instance of its IOD (``dciodvfy`` reports no error): the three
+radiographs are DX images, the CT is a CT image (a 12-bit axial slice in Hounsfield units, so
+it is honest about being a CT: it is refused by the rules for its modality, not for being
+malformed). All four are phantoms, marked synthetic in PatientName, ImageComments and
+SeriesDescription.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,17 +19,18 @@ def write_demo_dicoms(folder: Path, seed: int = 0) -> dict[str, Path]:
     import numpy as np
 
     from .synth import phantom
-    from .synth_dicom import write_synthetic_dicom
+    from .synth_dicom import CT_IMAGE, write_synthetic_dicom
 
     def image(positive: bool, ap: bool, k: int) -> np.ndarray:
         return phantom(512, positive, ap, np.random.default_rng([seed, 9999, k]))
 
+    ct_slice = image(False, False, 4).astype(np.uint16) * 16  # 12 bits stored, HU = value - 1024
     return {
         "pa_chest_opacity": write_synthetic_dicom(folder / "pa_chest_opacity.dcm", image(True, False, 1), seed),
         "ap_chest_clear": write_synthetic_dicom(folder / "ap_chest_clear.dcm", image(False, True, 2), seed,
                                                 ViewPosition="AP"),
         "lateral_chest": write_synthetic_dicom(folder / "lateral_chest.dcm", image(False, False, 3), seed,
-                                               ViewPosition="LL"),
-        "ct_head": write_synthetic_dicom(folder / "ct_head.dcm", image(False, False, 4), seed, Modality="CT",
-                                         BodyPartExamined="HEAD", SOPClassUID="1.2.840.10008.5.1.4.1.1.2"),
+                                               ViewPosition="LL", PatientOrientation=["P", "F"]),
+        "ct_head": write_synthetic_dicom(folder / "ct_head.dcm", ct_slice, seed, bits_stored=12,
+                                         SOPClassUID=CT_IMAGE, BodyPartExamined="HEAD"),
     }

@@ -10,13 +10,19 @@ either. PNG/JPEG paths are refused unless ``allow_non_dicom``, and then carry a 
 header checks were possible. Every input appears once, in input order; no PHI unless
 ``show_phi``.
 
+With ``keep_datasets``, each result of a DICOM input that could be parsed (accepted, refused,
+or unreadable for its pixels) also carries the parsed dataset (:attr:`Prediction.dataset`):
+what the DICOM results (:mod:`cxr_device.runtime.dicom_results`) copy the patient and study
+modules from. It is never part of a report (:meth:`Prediction.as_dict` leaves it out).
+
 ``predict``, ``assess`` and the DICOM node all score through :class:`DevicePipeline`.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Union
 
@@ -54,10 +60,13 @@ class Prediction:
     note: str = ""
     heatmap: str = ""
     phi: dict = field(default_factory=dict)
+    #: The parsed DICOM (``run(..., keep_datasets=True)`` only); never in a report.
+    dataset: Dataset | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict:
-        """The non-empty fields (status always), for JSON reports."""
-        return {k: v for k, v in asdict(self).items() if v or k == "status"}
+        """The non-empty fields (status always), for JSON reports; never the dataset."""
+        values = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name != "dataset"}
+        return {k: v for k, v in values.items() if v or k == "status"}
 
 
 class DevicePipeline:
@@ -70,12 +79,15 @@ class DevicePipeline:
         self.predictor = Predictor(bundle, device)
 
     def run(self, inputs: list[DeviceInput], allow_non_dicom: bool = False, heatmap_dir: Path | None = None,
-            show_phi: bool = False, batch_size: int = 16) -> list[Prediction]:
-        """Check, score and explain every input; one :class:`Prediction` per input, in order."""
+            show_phi: bool = False, batch_size: int = 16, keep_datasets: bool = False) -> list[Prediction]:
+        """Check, score and explain every input; one :class:`Prediction` per input, in order.
+        ``keep_datasets``: hand back each parsed DICOM in :attr:`Prediction.dataset`."""
         results: list[Prediction] = []
         ready: list[tuple[Prediction, torch.Tensor, np.ndarray]] = []
         for source in inputs:
             result, image = self._gate(source, allow_non_dicom, show_phi)
+            if not keep_datasets:
+                result.dataset = None
             results.append(result)
             if image is not None:
                 tensor, display = self.predictor.prepare_image(image)
@@ -112,6 +124,7 @@ class DevicePipeline:
             return _unreadable(result, without_label(err, label)), None
         except Exception as err:  # pydicom may fail in ways its docs do not list
             return _unreadable(result, f"unexpected error reading the header: {type(err).__name__}: {err}"), None
+        result.dataset = ds
         check = check_dataset(ds, self.rules, label, show_phi)
         result.sop_instance_uid, result.phi = check.sop_instance_uid, check.phi
         result.study_instance_uid = str(ds.get("StudyInstanceUID", ""))
