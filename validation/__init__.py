@@ -1,6 +1,7 @@
 """QA and verification (imports ``cxr_device``, never the reverse).
 
-The DICOM-header rules engine with its default chest rules (``check-dicom``), performance
-assessment - metrics, F1 threshold, patient bootstrap, subgroups, figures and the locked
-bundle (``evaluate``) - and the clinic-side entry point (``predict``).
+``check-dicom`` QA reports over the device's own rules engine; performance assessment - metrics,
+closed-form and patient-bootstrap intervals, calibration, threshold policies, subgroups,
+figures - for the internal evaluation of a trained run (``evaluate``, which locks the bundle)
+and the standalone assessment of a locked bundle on data it has never seen (``assess``).
 """
