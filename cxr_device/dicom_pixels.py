@@ -160,7 +160,9 @@ def dataset_pixels(ds: Dataset, label: str, max_pixels: int = DEFAULT_MAX_PIXELS
     _check_rescale(ds, label)
     stored = _decode(ds, label)
     try:
-        values = apply_modality_lut(stored, ds)
+        identity = "ModalityLUTSequence" not in ds and float(ds.get("RescaleSlope", 1) or 1) == 1.0 \
+            and float(ds.get("RescaleIntercept", 0) or 0) == 0.0
+        values = stored if identity else apply_modality_lut(stored, ds)  # keep integers: the VOI LUT wants them
         lo, hi = _modality_range(ds)
         if "VOILUTSequence" in ds:
             values = apply_voi_lut(values, ds, index=0, prefer_lut=True)
