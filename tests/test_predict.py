@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -86,3 +87,15 @@ def test_cli_exit_codes_and_no_phi(trained_run, make_dicom, capsys):
     ct = pydicom_test_file("CT_small.dcm")
     assert main(["predict", "--bundle", str(trained_run / "bundle"), str(good), str(ct)]) == 1
     assert main(["predict", "--bundle", str(trained_run / "model"), str(good)]) == 2  # not a bundle
+
+
+def test_heatmaps_of_files_with_the_same_name_in_different_folders_do_not_overwrite(bundle, make_dicom, tmp_path):
+    first = _chest(make_dicom, "site_a/image.dcm")
+    second = make_dicom("site_b/image.dcm", (np.random.default_rng(1).random((512, 512)) * 4095).astype(np.uint16),
+                        bits_stored=12)
+    results = predict_files([first, second], bundle, heatmap_dir=tmp_path / "heat")
+    maps = [r.heatmap for r in results]
+    assert len(set(maps)) == 2 and all(Path(m).is_file() for m in maps)
+    assert sorted(p.name for p in (tmp_path / "heat").iterdir()) == sorted(Path(m).name for m in maps)
+    again = predict_files([first], bundle, heatmap_dir=tmp_path / "heat")
+    assert again[0].heatmap == maps[0]  # stable across runs
