@@ -23,15 +23,20 @@ EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 
 
 DESCRIPTION = """\
 cxr-device: a pneumonia-detection device on chest X-rays, from NIH ChestX-ray14 (or the
-pediatric class-folder dataset) to a validated cohort, a trained and locked model, DICOM
-input checks, and the FDA 510(k)-style documents - every number from a reproducible run.
+pediatric class-folder dataset) to a validated cohort, a trained, calibrated and locked model,
+DICOM input checks, standalone assessment on unseen data, a DICOM node for the hospital, and the
+FDA 510(k)-style documents - every number from a reproducible run.
 
 Typical journeys:
   cxr-device demo                                      everything on built-in synthetic data
-  cxr-device run configs/nih_densenet121.yaml          one config, every step, resumable
+  cxr-device run configs/pediatric_reference.yaml      one config, every step, resumable
+  cxr-device assess --bundle RUN/bundle --name site-a --dicom exports/ --labels labels.csv
+                                                       the locked device on data it has never seen
   cxr-device check-dicom exports/ --format junit --out qa.xml     QA of DICOM exports
-  cxr-device predict --bundle runs/nih/bundle study.dcm           the locked device on a DICOM
-Step by step: cohort -> eda -> train -> evaluate -> submission (see each command's --help).
+  cxr-device sign --bundle RUN/bundle --key keys/signing_key.pem  sign the locked device
+  cxr-device predict --bundle RUN/bundle --trusted-key pub.pem study.dcm   the device on a DICOM
+  cxr-device serve --bundle RUN/bundle --port 11112 --out node/   the device as a DICOM node
+Step by step: cohort -> eda -> train -> evaluate -> assess -> submission (see each --help).
 """
 
 
