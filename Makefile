@@ -26,6 +26,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_cohort.py
 	$(BIN)/python bench/bench_check_dicom.py
 	$(BIN)/python bench/bench_predict.py
+	$(BIN)/python bench/bench_node.py
+	test -d runs/pediatric_reference/bundle && $(BIN)/python bench/bench_assess.py --bundle runs/pediatric_reference/bundle || echo "bench_assess: make runs/pediatric_reference first (cxr-device run configs/pediatric_reference.yaml --out runs/pediatric_reference)"
 	$(BIN)/python bench/train_throughput.py --archs densenet121,resnet18 --batch-size 16 --steps 12
 
 clean:
