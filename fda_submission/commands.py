@@ -15,43 +15,113 @@ from .trace import matrix_rows, render_matrix, trace
 
 SUBMISSION_EPILOG = """\
 examples:
-  cxr-device submission --run runs/nih --out runs/nih/submission
-  cxr-device submission --run runs/nih --out docs_out --profile my_device.yaml --format md,html,pdf \\
-      --junit build/junit.xml
+  cxr-device submission --run runs/nih --check --profile my_device.yaml
+  cxr-device submission --run runs/nih --out runs/nih/submission --profile my_device.yaml \\
+      --format md,html,pdf --junit build/junit.xml
+  cxr-device submission --run runs/nih --out draft --allow-findings      (a draft, findings listed in it)
 
-The words a person must own (device name, manufacturer, intended use, indications, error impacts,
-acceptance criteria) come from the device profile; start from fda_submission/profiles/device_profile.yaml.
-Everything else comes from the run: cohort/, eda/, model/, evaluation/, bundle/.
+What is written (in --out): the device description, algorithm description, validation plan, 510(k)
+summary, labeling (IFU draft), PCCP and postmarket plan skeletons, and the appendices (provenance,
+SOUP and SBOM, traceability, risk file) issued once - each as .md, .html and/or .pdf -, figures/,
+sbom.cdx.json (CycloneDX SBOM of the device runtime) and checks.json (findings and fields to fill).
+
+Before rendering, the consistency check compares the run, the locked bundle, the assessments and
+the device profile and looks for claims the run does not back; every finding names both sides.
+With a finding nothing is rendered (exit 1) unless --allow-findings, which renders documents that
+list the open findings at their top. --check runs the checks alone and prints the findings and
+every field a person still has to fill (a visible TO BE COMPLETED marker in the documents).
+
+The words and values a person owns come from the device profile; start from
+fda_submission/profiles/device_profile.yaml. Everything else comes from the run: cohort/, eda/,
+model/, evaluation/, bundle/, assessment/.
+
+exit code: 0 rendered (or checked) with no consistency finding; 1 consistency findings (not
+rendered, or rendered with --allow-findings, or found by --check); 2 usage error or unusable input
 """
 
 
 def submission_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "submission", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SUBMISSION_EPILOG,
-        help="render the algorithm description and validation plan from a run (Markdown, HTML, PDF)",
-        description="Render the 510(k)-style algorithm description and the validation plan from a run directory.\n"
-        "Every number, table and figure is the run's own; appendices give the provenance (file hashes),\n"
-        "the SOUP list and, with --junit, the traceability matrix. A run on synthetic data gets a banner.",
+        help="check a run for consistency and render the submission package (Markdown, HTML, PDF, SBOM)",
+        description="Render the 510(k)-style submission package from a run directory, after checking that\n"
+        "the run, the locked bundle, the assessments and the device profile agree. Numbers, tables and\n"
+        "figures are the run's own and name their files; profile values are marked. A run on synthetic\n"
+        "data gets a banner.",
     )
-    p.add_argument("--run", required=True, type=Path, help="run folder (cohort/, eda/, model/, evaluation/, bundle/)")
-    p.add_argument("--out", required=True, type=Path, help="output folder for the documents")
+    p.add_argument("--run", required=True, type=Path, help="run folder (cohort/, eda/, model/, evaluation/, bundle/, "
+                   "assessment/)")
+    p.add_argument("--out", type=Path, help="output folder for the documents (required unless --check)")
     p.add_argument("--profile", type=Path, help="device profile YAML (default: the template profile)")
     p.add_argument("--format", default="md,html", help="comma-separated: md, html, pdf (default md,html)")
-    p.add_argument("--junit", type=Path, help="JUnit report of the test suite, for the traceability matrix")
+    p.add_argument("--junit", type=Path, help="JUnit report of the test suite, for the traceability matrix and "
+                   "the verification of the risk controls")
+    p.add_argument("--check", action="store_true", help="run the consistency and completeness checks only; print "
+                   "every finding and every field to fill; write nothing")
+    p.add_argument("--allow-findings", action="store_true", help="render even with consistency findings; every "
+                   "document then lists them at its top (a draft, not for submission)")
     p.set_defaults(handler=_submission)
 
 
 def _submission(args: argparse.Namespace) -> int:
-    from .render import (
-        render_documents,  # imports matplotlib and torch-free modules only on use
-    )
+    from cxr_device.errors import CxrDeviceError
 
-    rows = matrix_rows(args.junit) if args.junit else None
+    from .render import check_formats, prepare, report_lines, write_package
+
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
-    written = render_documents(args.run, args.out, args.profile, formats, rows)
-    for paths in written.values():
+    if not args.check:
+        if args.out is None:
+            raise CxrDeviceError("--out is required to render the documents (or give --check to check only)")
+        check_output_dir(args.out)
+        check_formats(formats)
+    prepared = prepare(args.run, args.profile, matrix_rows(args.junit) if args.junit else None)
+    for line in report_lines(prepared):
+        print(line)
+    if args.check:
+        return 1 if prepared.findings else 0
+    if prepared.findings and not args.allow_findings:
+        print("nothing rendered: resolve the findings above, or give --allow-findings for a draft that lists them",
+              file=sys.stderr)
+        return 1
+    for paths in write_package(prepared, args.out, formats).values():
         for path in paths:
             print(f"wrote {path}")
+    return 1 if prepared.findings else 0
+
+
+SBOM_EPILOG = """\
+examples:
+  cxr-device sbom --bundle runs/nih/bundle --out runs/nih/sbom.cdx.json --profile my_device.yaml
+
+The SBOM lists the distributions the locked device's runtime loads (cxr_device.runtime and what
+it imports, transitively, as installed here) with versions, licences and purls, flags licences
+that constrain distribution (GPL, LGPL/MPL, proprietary, none declared), and names the device by
+its name, version (profile) and device.json sha256. `cxr-device submission` writes the same file.
+"""
+
+
+def sbom_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sbom", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SBOM_EPILOG,
+        help="CycloneDX SBOM (JSON) of a locked device's runtime",
+        description="Write the CycloneDX 1.6 SBOM of the runtime of a locked bundle, read from this environment.",
+    )
+    p.add_argument("--bundle", required=True, type=Path, help="locked bundle folder (device.json)")
+    p.add_argument("--out", required=True, type=Path, help="SBOM file to write (e.g. sbom.cdx.json)")
+    p.add_argument("--profile", type=Path, help="device profile YAML, for the device name, version and manufacturer")
+    p.set_defaults(handler=_sbom)
+
+
+def _sbom(args: argparse.Namespace) -> int:
+    from cxr_device.console import write_text
+
+    from .sbom import sbom_for_bundle
+
+    text, flagged = sbom_for_bundle(args.bundle, args.profile)
+    write_text(args.out, text)
+    print(f"wrote {args.out}")
+    for line in flagged:
+        print(f"  licence constrains distribution: {line}")
     return 0
 
 

@@ -1,13 +1,15 @@
-"""Everything the documents say, gathered from the run directory (plus the device profile).
+"""Everything the documents say, gathered from the run directory and the device profile.
 
-Numbers, tables and figures come only from the run's files; each file read is listed with its
-sha256 in the provenance appendix. A missing input stops with the file and the command that
-makes it.
+Numbers, tables and figures come only from the run's files; every file read is listed with its
+sha256 in the provenance appendix, and the text names the file each number comes from. Values
+typed in the device profile are marked as such. A missing input stops with the file and the
+command that makes it.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import yaml
@@ -17,31 +19,25 @@ from cxr_device.hashing import sha256_file
 from cxr_device.run_layout import COHORT_CSV, COHORT_SUMMARY, RULES, RunLayout
 from cxr_device.runtime.input_rules import load_rules
 from cxr_device.splits import SPLITS
+from validation.assessment import ACCEPTANCE_METHODS, ASSESSMENT, PREDICTIONS
 
 from .agreement import reader_agreement
-from .sample_size import study_size
-from .soup import soup_list
-
-REFERENCE_STANDARD = {
-    "synthetic": ("Labels are the synthetic generator's own: a positive phantom carries a simulated regional "
-                  "opacity, a negative one does not. No person read these images; they stand in for data while "
-                  "the pipeline is built and tested."),
-    "nih": ("Labels of NIH ChestX-ray14 were text-mined from the radiology reports by natural-language "
-            "processing (Wang et al., CVPR 2017); the authors estimate their accuracy at over 90%. They are "
-            "report-derived, not image re-reads: a finding named in the report counts even when it is not "
-            "visible, and findings the report omits are absent."),
-    "pediatric": ("Images of the pediatric pneumonia dataset (Kermany et al., Cell 2018) were graded by two "
-                  "expert physicians, and the evaluation set was checked by a third; poor-quality films were "
-                  "removed. Labels are image-level (normal / bacterial / viral pneumonia)."),
-}
-
+from .completeness import todo, value_or_todo
+from .document_control import controls, issue_date
+from .identity import device_identity
+from .known_issues import known_issues
+from .population import derived
+from .risk import load_risks, risk_rows, verify_risks
+from .sample_size import plan_study
+from .sbom import runtime_distributions
+from .trace import load_requirements
+from .training_data import development_images
 
 #: How the documents name the splits.
 SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
-
-#: Pre-specified subgroup levels of the validation plan: 5 age bands, 2 sexes, 2 views.
-N_SUBGROUP_LEVELS = 9
-MIN_PER_SUBGROUP_LEVEL = 10
+SBOM_NAME = "sbom.cdx.json"
+#: Where the weights of a model started, from layers.json ``weights.source``.
+RANDOM, IMAGENET, FILE = "random initialisation", "ImageNet-pretrained weights", "weights from a file"
 
 
 def _need(path: Path, command: str) -> Path:
@@ -50,8 +46,8 @@ def _need(path: Path, command: str) -> Path:
     return path
 
 
-def build_context(run_dir: str | Path, profile: dict, junit_rows: list | None = None) -> dict:
-    """The template context of both documents."""
+def build_context(run_dir: str | Path, profile: dict, junit_rows: list | None = None) -> dict[str, Any]:
+    """The template context of every document (and the facts the consistency check compares)."""
     run = Path(run_dir)
     layout = RunLayout(run)
     read: dict[str, Path] = {}
@@ -70,59 +66,132 @@ def build_context(run_dir: str | Path, profile: dict, junit_rows: list | None = 
     config_path = _need(layout.train_config, f"cxr-device train --out {run}")
     history_path = _need(layout.history, f"cxr-device train --out {run}")
     rules_path = _need(layout.bundle / RULES, f"cxr-device evaluate --run {run}")
-    read.update({str(p): p for p in (config_path, history_path, rules_path, cohort_dir / COHORT_CSV,
-                                     layout.predictions)})
+    cohort_csv = _need(cohort_dir / COHORT_CSV, f"cxr-device cohort --out {cohort_dir}")
+    read.update({str(p): p for p in (config_path, history_path, rules_path, cohort_csv, layout.predictions)})
     config = yaml.safe_load(config_path.read_text())
     history = pd.read_csv(history_path).to_dict("records")
     rules = load_rules(rules_path)
+    assessments = _assessments(layout, read, profile["population"]["age_years"])
 
     test = metrics["splits"]["test"]
-    prevalence = profile.get("expected_prevalence") or test["prevalence"]
+    prevalence = profile["expected_prevalence"] or test["prevalence"]
     # internal estimates are optimistic: the plan assumes the lower bound of their 95% interval
     expected = {m: test[m]["ci95"][0] if test[m]["ci95"][0] is not None else test[m]["value"]
                 for m in ("auroc", "sensitivity", "specificity")}
     synthetic = bool(cohort.get("synthetic")) or bool(metrics.get("synthetic"))
     dataset = "synthetic" if synthetic else cohort.get("dataset") or "nih"
     agreement = None
-    if profile.get("reader_study_labels"):
+    if profile["reader_study_labels"]:
         agreement = reader_agreement(profile["reader_study_labels"])
         read[agreement["path"]] = Path(agreement["path"])
 
+    identity = device_identity(layout.device_json, device, profile)
+    date = issue_date(profile, run)
+    population = derived(profile["population"], profile["study"]["sites"])
+    study = profile["study"]
+    plan = plan_study(profile["acceptance"], expected, prevalence, power=profile["power"],
+                      factors=population["factors"], floor=study["subgroup_floor"],
+                      replicates=study["simulation_replicates"], seed=study["seed"])
     left_out = left_out_images(train_summary, metrics)
+    architecture = device.get("architecture", {}).get("spec", {}).get("arch")
+    runtime = runtime_distributions(architecture)
+    hazards, risk_file = load_risks(profile)
+    requirements = load_requirements()
+
     figures = {f"eda_{k}": layout.eda / v for k, v in eda["figures"].items()}
     figures.update({k: layout.evaluation / v for k, v in metrics["figures"].items()})
-    return {
+    for a in assessments:
+        figures.update({f"assess_{a['name']}_{k}": layout.assessment(a["name"]) / v
+                        for k, v in (a.get("figures") or {}).items()})
+    context: dict[str, Any] = {
         "profile": profile,
         "synthetic": synthetic,
         "dataset": dataset,
         "dataset_name": {"nih": "NIH ChestX-ray14", "pediatric": "Pediatric chest X-ray (Kermany et al.)",
                          "synthetic": "synthetic NIH-format phantoms (cxr-device synth)"}.get(dataset, dataset),
-        "reference_standard": REFERENCE_STANDARD.get(dataset, "See the dataset's documentation."),
+        "reference_standard": reference_standard(dataset, cohort),
         "run": {"path": str(run.resolve()), "name": run.name},
         "cohort": cohort,
         "eda": eda,
         "layers": layers,
+        "weights": weights_origin(layers),
         "config": config,
         "history": history,
         "best_epoch": train_summary.get("best_epoch"),
         "train_summary": train_summary,
         "metrics": metrics,
+        "calibration": metrics.get("calibration") or {"method": "none"},
         "device": device,
+        "identity": identity.as_dict(),
+        "issue_date": {"text": date.text, "source": date.source},
+        "controls": controls(profile, date),
         "rules": [{"id": r.id, "attributes": " or ".join(r.attributes), "expected": r.expected(),
                    "severity": r.severity, "message": r.message} for r in rules.rules],
+        "rules_set": rules,
         "rules_name": rules.name,
+        "population": population,
+        "development_images": development_images(cohort_csv),
         "left_out": left_out,
-        "limitations": limitations(rules, metrics, cohort, bool(cohort.get("synthetic")), left_out),
-        "sample_size": study_size(profile["acceptance"], expected, prevalence, power=profile.get("power", 0.8),
-                                  min_per_class=MIN_PER_SUBGROUP_LEVEL * N_SUBGROUP_LEVELS),
+        "assessments": assessments,
+        "acceptance_methods": ACCEPTANCE_METHODS,
+        "sample_size": plan.as_dict(),
+        "prevalence_source": "profile: expected_prevalence" if profile["expected_prevalence"]
+        else "evaluation/metrics.json: splits.test.prevalence",
         "expected": expected,
         "agreement": agreement,
-        "soup": soup_list(),
+        "soup": [{"name": d.name, "version": d.version, "licence": d.licence, "purpose": d.purpose,
+                  "constraint": d.constraint} for d in runtime],
+        "runtime": runtime,
+        "sbom_name": SBOM_NAME,
         "trace": junit_rows,
+        "requirements": requirements,
+        "risk_file": "fda_submission/risk/default_risks.yaml (package default)" if not profile["risks"]["file"]
+        else _relative(Path(risk_file), run),
+        "hazards": hazards,
+        "risk_problems": verify_risks(hazards, {r["id"] for r in requirements}, junit_rows),
+        "classification": classification(profile),
+        "todo": todo,
+        "value_or_todo": value_or_todo,
         "figures": {k: v for k, v in figures.items() if v.is_file()},
         "provenance": [{"file": _relative(p, run), "sha256": sha256_file(p)} for _, p in sorted(read.items())
                        if p.is_file()],
     }
+    context["limitations"] = limitations(context)
+    context["known_issues"] = known_issues(context)
+    context["risks"] = risk_rows(hazards, junit_rows, context)
+    return context
+
+
+def _assessments(layout: RunLayout, read: dict[str, Path], ages: dict) -> list[dict]:
+    """Every ``assessment/<name>/assessment.json`` of the run, by name, with ``population_fit``:
+    how many of its inputs have a recorded age inside the intended population's range
+    (from its ``predictions.csv``)."""
+    out = []
+    root = layout.assessment_root
+    for path in sorted(root.glob(f"*/{ASSESSMENT}")) if root.is_dir() else []:
+        try:
+            document = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise CxrDeviceError(f"{path}: not a readable assessment ({err}); re-run `cxr-device assess`") from None
+        read[str(path)] = path
+        document["file"] = f"assessment/{path.parent.name}/{ASSESSMENT}"
+        document["folder"] = path.parent.name
+        fit = document["population_fit"] = _population_fit(path.parent / PREDICTIONS, ages, read)
+        # True: every recorded age inside the population; False: some outside; None: no age recorded
+        document["in_population"] = None if not fit or not fit["n_with_age"] else fit["n_inside"] == fit["n_with_age"]
+        out.append(document)
+    return out
+
+
+def _population_fit(predictions: Path, ages: dict, read: dict[str, Path]) -> dict | None:
+    """``{"n", "n_with_age", "n_inside"}`` of an assessment's inputs; None without predictions.csv."""
+    if not predictions.is_file():
+        return None
+    read[str(predictions)] = predictions
+    recorded = pd.read_csv(predictions, usecols=["age_years"])["age_years"].dropna()
+    inside = recorded.between(ages["min"], ages["max"])  # as the input rules compare ages
+    return {"n": int(len(pd.read_csv(predictions, usecols=["key"]))), "n_with_age": int(len(recorded)),
+            "n_inside": int(inside.sum()), "file": f"assessment/{predictions.parent.name}/{PREDICTIONS}"}
 
 
 def _relative(path: Path, run: Path) -> str:
@@ -131,6 +200,63 @@ def _relative(path: Path, run: Path) -> str:
         return str(path.resolve().relative_to(run.resolve()))
     except ValueError:
         return str(path)
+
+
+def weights_origin(layers: dict) -> dict:
+    """How training started, from the model's own record (layers.json ``weights.source``), and
+    the words that fit it: a randomly initialised model is *trained*, a pretrained one *fine-tuned*."""
+    source = str(layers.get("weights", {}).get("source", ""))
+    kind = RANDOM if source.startswith("none") else IMAGENET if source.startswith("imagenet") else FILE
+    trained = layers.get("fine_tuned", [])
+    return {"source": source, "kind": kind, "pretrained": kind != RANDOM,
+            "verb": "fine-tuned" if kind != RANDOM else "trained from random initialisation",
+            "trained_column": "layers fine-tuned" if kind != RANDOM else "layers trained (from random initialisation)",
+            "trained_layers": trained}
+
+
+def reference_standard(dataset: str, cohort: dict) -> dict:
+    """The reference standard of the development labels, in words the run backs, with the file."""
+    if dataset == "synthetic":
+        return {"text": "Labels are the synthetic generator's own: a positive phantom carries a simulated regional "
+                        "opacity, a negative one does not. No person read these images; they stand in for data while "
+                        "the pipeline is built and tested.", "source": "cohort/summary.json (synthetic)"}
+    if dataset == "nih":
+        return {"text": "Labels of NIH ChestX-ray14 were text-mined from the radiology reports by natural-language "
+                        "processing (Wang et al., CVPR 2017); the authors estimate their accuracy at over 90%. They "
+                        "are report-derived, not image re-reads: a finding named in the report counts even when it is "
+                        "not visible, and findings the report omits are absent.",
+                "source": "cohort/summary.json (dataset nih)"}
+    if dataset == "pediatric":
+        folder = Path(str(cohort.get("source", {}).get("path", ""))).name.lower()
+        where = {"train": "These images are the dataset's training folder, re-split here by patient into training, "
+                          "validation and test: the publication's check by a third expert applied to its own test set "
+                          "only, so the internal test split of this run was graded by two experts.",
+                 "test": "These images are the dataset's test folder, for which the publication reports a "
+                         "third expert's check; no file of the run records it."}.get(folder, "Which folder of the publication these images come from is "
+                                                           "not recorded: whether the third-expert check applies is "
+                                                           "unknown, and it is not claimed.")
+        return {"text": "Images of the pediatric pneumonia dataset (Kermany et al., Cell 2018) were graded by two "
+                        "expert physicians after poor-quality films were removed; labels are image-level (normal / "
+                        f"bacterial / viral pneumonia). {where}",
+                "source": f"cohort/summary.json (dataset pediatric, source folder '{folder}')"}
+    return {"text": "See the dataset's documentation: the run does not record how its labels were made.",
+            "source": "cohort/summary.json"}
+
+
+def classification(profile: dict) -> dict:
+    """The proposed classification, with markers for what the owner must confirm or fill."""
+    c = profile["classification"]
+    regulation = c["regulation"] or ("21 CFR 892.2080 (radiological computer-aided triage and notification "
+                                      "software)" if c["device_type"] == "CADt" else None)
+    return {"device_type": c["device_type"],
+            "regulation": value_or_todo(regulation, "classification.regulation", "regulation number"),
+            "regulation_source": "profile: classification.regulation" if c["regulation"] else
+            "proposed from classification.device_type (CADt)" if regulation else "",
+            "product_code": value_or_todo(c["product_code"], "classification.product_code", "product code"),
+            "device_class": value_or_todo(c["device_class"], "classification.device_class", "device class"),
+            "confirmed": c["confirmed"],
+            "confirmation": "confirmed by the owner (profile: classification.confirmed)" if c["confirmed"] else
+            todo("classification.confirmed", "the owner confirms the classification")}
 
 
 def left_out_images(train_summary: dict, metrics: dict) -> dict:
@@ -153,32 +279,51 @@ def left_out_images(train_summary: dict, metrics: dict) -> dict:
     return {"n": len(images), "by_split": by_split, "images": images}
 
 
-def limitations(rules, metrics: dict, cohort: dict, synthetic: bool, left_out: dict | None = None) -> list[str]:
-    """Conditions and inputs for which the device must not be used, derived from the locked input
-    rules, the training population, the images that could not be used and the measured subgroups."""
+def limitations(context: dict) -> list[dict]:
+    """Conditions and inputs for which the device must not be used or performance is not
+    established, each with the file (or profile key) it follows from."""
     out = []
-    if synthetic:
-        out.append("The model was trained and evaluated on synthetic phantoms: no clinical performance is claimed.")
-    if left_out and left_out["n"]:
+    cohort, metrics, left_out = context["cohort"], context["metrics"], context["left_out"]
+    population, profile = context["population"], context["profile"]
+
+    def add(text: str, source: str) -> None:
+        out.append({"text": text, "source": source})
+
+    add(f"The device is intended only for {profile['population']['name']}, aged {population['age_text']}; it must "
+        "not be used outside this population.", "profile: population")
+    if context["synthetic"]:
+        add("The model was trained and evaluated on synthetic phantoms: no clinical performance is claimed.",
+            "cohort/summary.json")
+    if left_out["n"]:
         where = ", ".join(f"{SPLIT_NAMES.get(s, s)} {n}" for s, n in left_out["by_split"].items())
-        out.append(f"{left_out['n']} image(s) of the development data could not be decoded and were left out ({where}); "
-                   "the device refuses such inputs, and performance on them is not established.")
-    for rule in rules.rules:
-        if rule.severity == "error":
-            out.append(f"Inputs whose {' / '.join(rule.attributes)} is not {rule.expected()} are refused "
-                       f"({rule.message}).")
+        add(f"{left_out['n']} image(s) of the development data could not be decoded and were left out ({where}); "
+            "the device refuses such inputs, and performance on them is not established.",
+            "model/train_summary.json, evaluation/metrics.json")
+    errors = [r for r in context["rules_set"].rules if r.severity == "error"]
+    if errors:
+        add(f"Inputs that fail any of the {len(errors)} error rules of the locked input rules are refused: "
+            + "; ".join(f"{' / '.join(r.attributes)} {r.expected()}" for r in errors) + ".", "bundle/input_rules.yaml")
     ages = [s["age"] for s in cohort["splits"].values() if s["age"]["n"]]
     if ages:
         lo, hi = min(a["min"] for a in ages), max(a["max"] for a in ages)
-        out.append(f"Performance was established on patients aged {lo:g} to {hi:g} years only.")
+        add(f"Performance was established on patients aged {lo:g} to {hi:g} years only.", "cohort/summary.json")
     else:
-        out.append("The ages, sexes and view positions of the development data were not recorded: performance "
-                   "by age, sex and view is not established.")
+        add("The ages, sexes and view positions of the development data were not recorded: performance by age, sex "
+            "and view is not established.", "cohort/summary.json")
     views = sorted({v for s in cohort["splits"].values() for v in s["view"] if v != "unknown"})
     if views:
-        out.append(f"Training and validation images were {', '.join(views)} views only.")
+        add(f"Training and validation images were {', '.join(views)} views only.", "cohort/summary.json")
+    images = context["development_images"]
+    if not images["dicom"]:
+        kinds = ", ".join(f"{k} {v:,}" for k, v in images["formats"].items())
+        add(f"The development images were not DICOM files ({kinds}): the input rules could not be applied to them, "
+            "and performance on DICOM inputs rests on the standalone assessments.", "cohort/cohort.csv")
+    if not context["assessments"]:
+        add("No standalone assessment of the locked device exists: performance on data from any other source is not "
+            "established, and the internal results below are not standalone evidence.", "assessment/ (none)")
     for row in metrics.get("subgroups", {}).get("test", []):
         if row["unstable"]:
-            out.append(f"Performance in the subgroup {row['group']} {row['level']} is not established "
-                       f"({row['n_positive']} positive and {row['n_images'] - row['n_positive']} negative test images).")
+            add(f"Performance in the subgroup {row['group']} {row['level']} is not established "
+                f"({row['n_positive']} positive and {row['n_images'] - row['n_positive']} negative test images).",
+                "evaluation/metrics.json")
     return out

@@ -1,4 +1,8 @@
-"""The algorithm flowchart, drawn from the locked bundle (rules, preprocessing, model, threshold)."""
+"""The algorithm flowchart, drawn from the locked bundle (rules, preprocessing, model, calibration, threshold).
+
+Sized for the page: 7.2 x 5.8 inches drawn at the width of an A4 text column (about 17 cm), so
+the box text (9 pt in the figure) prints at about 8 pt and the titles at about 10 pt.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,46 +10,60 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 
+WIDTH, HEIGHT = 7.2, 5.8  # inches
 
-def draw_flowchart(device: dict, rule_ids: list[str], path: Path) -> Path:
-    """DICOM -> header checks -> preprocessing -> CNN -> threshold -> decision, with the refusal branch."""
+
+def flowchart_steps(device: dict, rule_ids: list[str]) -> list[tuple[str, str]]:
+    """(title, text) of each box, from the bundle's device.json and rule ids."""
     pre, threshold = device["preprocessing"], device["threshold"]
     arch = device["architecture"]
-    steps = [
+    calibration = device.get("calibration") or {"method": "none"}
+    scored = ("calibrated: sigmoid(slope x logit + offset), " f"{calibration['method']} slope {calibration['slope']:.3g}, "
+              f"offset {calibration['offset']:.3g}") if calibration["method"] != "none" else "sigmoid of the logit"
+    return [
         ("Input", "DICOM file (PNG/JPEG only when explicitly allowed)"),
-        ("DICOM header checks", f"{len(rule_ids)} rules from input_rules.yaml, e.g.\n"
-         + ", ".join(rule_ids[:4]) + (", ..." if len(rule_ids) > 4 else "")),
+        ("DICOM header checks", f"{len(rule_ids)} rules of input_rules.yaml, e.g.\n"
+         + ", ".join(rule_ids[:3]) + (", ..." if len(rule_ids) > 3 else "")),
         ("Pixel preprocessing", "decode, modality LUT, VOI window, MONOCHROME1 inversion;\n"
          f"resize to {pre['stored_size']} px, centre crop {pre['image_size']} px, (x - {pre['mean']}) / {pre['std']}"),
-        ("CNN", f"{arch['architecture']}, 1 input channel, {arch['parameters']['total']:,} parameters;\n"
-         "one logit -> sigmoid probability of pneumonia"),
-        ("Threshold", f"probability >= {threshold['value']:.4g} ({threshold['rule']}, chosen on validation)"),
+        ("CNN", f"{arch['architecture']}, 1 input channel, {arch['parameters']['total']:,} parameters; one logit"),
+        ("Probability", scored),
+        ("Threshold", f"pneumonia when probability >= {threshold['value']:.4g} ({threshold['rule']}, chosen on validation)"),
         ("Output", "pneumonia / no pneumonia, with the probability and the threshold\n"
          "(optional Grad-CAM overlay: an aid to interpretation, not a diagnosis)"),
     ]
-    fig = Figure(figsize=(10, 10))
-    ax = fig.subplots()
+
+
+def draw_flowchart(device: dict, rule_ids: list[str], path: Path) -> Path:
+    """DICOM -> header checks -> preprocessing -> CNN -> probability -> threshold -> decision,
+    with the refusal branch; written to ``path`` (PNG, deterministic)."""
+    steps = flowchart_steps(device, rule_ids)
+    pitch, box = 1.0, 0.78
+    fig = Figure(figsize=(WIDTH, HEIGHT))
+    ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(0, 10)
-    ax.set_ylim(0, len(steps) * 1.5)
+    ax.set_ylim(-0.05, len(steps) * pitch)
     ax.axis("off")
     tops = []
     for i, (title, body) in enumerate(steps):
-        y = (len(steps) - 1 - i) * 1.5 + 0.2
+        y = (len(steps) - 1 - i) * pitch + 0.08
         colour = "#fdebd0" if i == 1 else "#d6eaf8" if i < len(steps) - 1 else "#d5f5e3"
-        ax.add_patch(FancyBboxPatch((0.3, y), 6.4, 1.05, boxstyle="round,pad=0.05", facecolor=colour,
+        ax.add_patch(FancyBboxPatch((0.15, y), 6.9, box, boxstyle="round,pad=0.03", facecolor=colour,
                                     edgecolor="#34495e"))
-        ax.text(0.5, y + 0.82, title, fontsize=13, fontweight="bold", va="center")
-        ax.text(0.5, y + 0.36, body, fontsize=9.5, va="center")
+        ax.text(0.3, y + box - 0.17, title, fontsize=11, fontweight="bold", va="center")
+        ax.text(0.3, y + 0.27, body, fontsize=9, va="center", linespacing=1.25)
         tops.append(y)
         if i:
-            ax.annotate("", xy=(3.5, y + 1.1), xytext=(3.5, tops[i - 1] - 0.05),
+            ax.annotate("", xy=(3.6, y + box + 0.03), xytext=(3.6, tops[i - 1] - 0.03),
                         arrowprops={"arrowstyle": "->", "color": "#34495e"})
     y = tops[1]
-    ax.add_patch(FancyBboxPatch((7.3, y - 0.25), 2.6, 1.3, boxstyle="round,pad=0.05", facecolor="#fadbd8",
+    ax.add_patch(FancyBboxPatch((7.55, y - 0.35), 2.35, box + 0.35, boxstyle="round,pad=0.03", facecolor="#fadbd8",
                                 edgecolor="#943126"))
-    ax.text(7.45, y + 0.82, "Refusal", fontsize=13, fontweight="bold", va="center")
-    ax.text(7.45, y + 0.15, "each failing attribute,\nfound vs expected;\nno probability", fontsize=9, va="center")
-    ax.annotate("", xy=(7.3, y + 0.82), xytext=(6.75, y + 0.82), arrowprops={"arrowstyle": "->", "color": "#943126"})
-    ax.text(7.02, y + 1.25, "fails an error rule", fontsize=9, ha="center", color="#943126")
-    fig.savefig(path, dpi=130, bbox_inches="tight")
+    ax.text(7.68, y + box - 0.17, "Refusal", fontsize=11, fontweight="bold", va="center")
+    ax.text(7.68, y + 0.05, "each failing attribute:\nfound vs expected;\nno probability", fontsize=9, va="center",
+            linespacing=1.25)
+    ax.annotate("", xy=(7.55, y + box - 0.17), xytext=(7.1, y + box - 0.17),
+                arrowprops={"arrowstyle": "->", "color": "#943126"})
+    ax.text(7.3, y + box + 0.08, "fails an error rule", fontsize=8.5, ha="center", color="#943126")
+    fig.savefig(path, dpi=150, metadata={"Software": None})
     return path

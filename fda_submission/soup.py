@@ -1,5 +1,10 @@
-"""SOUP (software of unknown provenance) list: the installed third-party distributions the
-device runs on, with version, licence and purpose, read from the environment itself."""
+"""SOUP (software of unknown provenance): the installed third-party distributions with version,
+licence and purpose, read from the environment itself.
+
+:func:`soup_list` lists everything ``cxr-device`` depends on (the development environment, as
+``manifest.json`` records it); the documents' SOUP list is the device runtime's
+(:func:`fda_submission.sbom.runtime_distributions`), the same distributions as the SBOM.
+"""
 from __future__ import annotations
 
 import re
@@ -28,7 +33,9 @@ def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _licence(meta) -> str:
+def licence_of(meta) -> str:
+    """The licence a distribution declares: its SPDX expression, else its licence classifiers, else
+    the first line of its License field, else 'not declared'."""
     expression = meta.get("License-Expression")
     if expression:
         return expression
@@ -53,7 +60,7 @@ def soup_list(root: str = "cxr-device") -> list[dict]:
         except PackageNotFoundError:
             continue
         if key != _norm(root):
-            seen[key] = {"name": meta["Name"], "version": meta["Version"], "licence": _licence(meta),
+            seen[key] = {"name": meta["Name"], "version": meta["Version"], "licence": licence_of(meta),
                          "purpose": PURPOSE.get(key, f"dependency of {parent}")}
         for requirement in requires(name) or []:
             if "extra ==" in requirement:

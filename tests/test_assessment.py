@@ -31,7 +31,7 @@ def bundle(trained_run):
     return load_bundle(trained_run / "bundle")
 
 
-@pytest.mark.requirement("REQ-EVAL-003")
+@pytest.mark.requirement("REQ-EVAL-003", "REQ-ASSESS-001")
 def test_assessing_the_cohort_test_split_equals_evaluate(trained_run, bundle, tmp_path):
     metrics = json.loads((trained_run / "evaluation" / "metrics.json").read_text())
     document = assess(bundle, from_cohort(trained_run / "cohort", "test"), tmp_path, "internal", n_bootstrap=200)
@@ -50,6 +50,7 @@ def test_assessing_the_cohort_test_split_equals_evaluate(trained_run, bundle, tm
     assert document["device"]["device_json_sha256"] == bundle.device_sha256
 
 
+@pytest.mark.requirement("REQ-ASSESS-001")
 def test_acceptance_is_judged_on_the_lower_bounds(bundle, trained_run, tmp_path):
     document = assess(bundle, from_cohort(trained_run / "cohort", "test"), tmp_path, "t", n_bootstrap=100,
                       acceptance={"auroc": 0.01, "sensitivity": 0.999}, intended_prevalence=0.3)
@@ -86,7 +87,7 @@ def dicom_set(make_dicom, tmp_path):
     return folder, labels
 
 
-@pytest.mark.requirement("REQ-DATA-001", "REQ-DICOM-001")
+@pytest.mark.requirement("REQ-DATA-001", "REQ-DICOM-001", "REQ-ASSESS-001")
 def test_dicom_mode_counts_every_refusal_and_every_unmatched_label(bundle, dicom_set, tmp_path):
     folder, labels = dicom_set
     inputs = from_dicom_labels(folder, labels)

@@ -54,6 +54,7 @@ def _snapshot(folder):
 
 
 # --- the run folder ----------------------------------------------------------------------------
+@pytest.mark.requirement("REQ-RUN-001")
 @pytest.mark.parametrize("manifest, words", [
     (None, "it has no manifest.json"),
     ('{"run": "someone-else", "steps": {}}', "its manifest.json is of run 'someone-else'"),
@@ -79,6 +80,7 @@ def test_a_folder_that_is_not_a_run_of_this_config_is_refused_untouched(tmp_path
     assert _snapshot(out) == before  # not one byte changed, nothing added
 
 
+@pytest.mark.requirement("REQ-RUN-001")
 def test_reruns_remove_only_the_files_the_run_recorded(tmp_path):
     out = tmp_path / "run"
     foreign = {"notes.txt": "mine", "model/my_notes.txt": "mine too", "submission/reviewer_edits.md": "keep",
@@ -128,6 +130,7 @@ def test_an_interrupted_training_with_new_settings_starts_over_and_keeps_other_f
 
 
 # --- images that cannot be decoded -------------------------------------------------------------
+@pytest.mark.requirement("REQ-DATA-001")
 def test_undecodable_and_blank_images_are_counted_listed_documented_and_exit_1(tmp_path, capsys):
     from cxr_device.synth import SynthSettings, generate
 

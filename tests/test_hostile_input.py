@@ -64,7 +64,7 @@ def _untrustworthy(make_dicom) -> dict[str, tuple[Path, str]]:
 
 
 # --- 2. garbage is never scored -----------------------------------------------------------------
-@pytest.mark.requirement("REQ-PRED-001")
+@pytest.mark.requirement("REQ-PRED-001", "REQ-PIX-003")
 def test_predict_refuses_nan_or_zero_slope_and_constant_pixels(bundle, make_dicom):
     cases = _untrustworthy(make_dicom)
     results = predict_files([path for path, _ in cases.values()], bundle)
@@ -84,6 +84,7 @@ def test_check_dicom_decode_marks_untrustworthy_pixels_unreadable(make_dicom, ca
     assert main(["check-dicom", *(str(p) for p, _ in cases.values()), "--format", "json"]) == 0
 
 
+@pytest.mark.requirement("REQ-PIX-003")
 def test_a_dicom_without_pixel_data_fails_the_header_check_and_is_refused(bundle, make_dicom, capsys):
     path = _dicom(make_dicom, "no_pixels.dcm", PixelData=None)
     assert main(["check-dicom", str(path), "--format", "json"]) == 1
@@ -104,6 +105,7 @@ def test_a_non_finite_model_output_is_not_decided(bundle, make_dicom, monkeypatc
 ESCAPES = {"BodyPartExamined": f"{ESC}[2J", "ViewPosition": f"{ESC}]8;;http://evil{ESC}\\PA"}
 
 
+@pytest.mark.requirement("REQ-INPUT-002")
 def test_escape_codes_in_header_values_never_reach_the_terminal(trained_run, make_dicom, capsys):
     path = _dicom(make_dicom, "escape.dcm", **ESCAPES)
     assert main(["check-dicom", str(path)]) == 1
@@ -156,6 +158,7 @@ def _formula_cells(text: str) -> list[str]:
             if cell[:1] in ("=", "+", "-", "@", "\t", "\r") and not number(cell)]
 
 
+@pytest.mark.requirement("REQ-INPUT-002")
 def test_formulas_in_header_values_and_file_names_are_neutralised_in_csv_reports(trained_run, make_dicom,
                                                                                    tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # relative paths, so that a file name starts a cell
@@ -208,16 +211,18 @@ device_name: Evil <b onmouseover=alert(4)>device</b>
 """
 
 
+@pytest.mark.requirement("REQ-INPUT-002")
 def test_profile_links_and_images_are_inert_in_the_html_documents(trained_run, tmp_path):
+    from fda_submission.document_control import DOCUMENTS
     from fda_submission.render import render_documents
 
     profile = tmp_path / "profile.yaml"
     profile.write_text(HOSTILE_PROFILE)
     written = render_documents(trained_run, tmp_path / "docs", profile, ("md", "html"))
-    assert len(written["html"]) == 2
+    assert len(written["html"]) == len(DOCUMENTS)
     for path in written["html"]:
         page = path.read_text()
-        assert "Hostile" in page  # both documents quote the intended use
+        assert "Hostile" in page  # every document quotes the intended use
         assert not re.search("javascript:", page, re.IGNORECASE)
         assert 'src="http' not in page and "<script" not in page and "<b " not in page
         assert re.findall(r"data:(?!image/png;base64,)", page) == []  # only embedded PNG figures

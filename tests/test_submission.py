@@ -1,5 +1,6 @@
-"""Submission documents: numbers from the run, every section, figures, banner, escaping, PDF;
-and the pieces behind them (sample size, reader agreement, SOUP, traceability)."""
+"""Submission documents: numbers from the run, every section, figures, banner, escaping, PDF,
+document control, markers for what a person must fill, one device identifier, byte-identical
+output; and the pieces behind them (reader agreement, SOUP, traceability)."""
 from __future__ import annotations
 
 import json
@@ -10,18 +11,20 @@ import pytest
 
 from cxr_device.cli import main
 from cxr_device.errors import CxrDeviceError
-from fda_submission.render import BANNER, render_documents
-from fda_submission.sample_size import proportion_n, study_size
+from fda_submission.document_control import DOCUMENTS
+from fda_submission.render import BANNER, prepare, render_documents
 from fda_submission.soup import soup_list
 from fda_submission.trace import FAILED, NO_TEST, VERIFIED, trace
 
 from .conftest import shared
 
 SECTIONS = ["## 1. General information", "## 2. Algorithm design and function", "## 3. Algorithm training",
-            "## 4. Databases", "## 5. Ground truth", "## 6. FDA validation plan (summary)"]
+            "## 4. Databases", "## 5. Ground truth", "## 6. Performance", "### 6.2 Standalone performance",
+            "## 7. Known issues", "## 8. Validation plan (summary)", "## Document control"]
 PLAN = ["## 1. Purpose", "## 2. Patient population to request", "## 3. Ground-truth acquisition",
         "## 4. Performance standard and acceptance criteria", "## 5. Sample size", "## 6. Subgroup analyses",
-        "## 7. What would make the device fail validation"]
+        "## 7. Unit of analysis, refused and indeterminate cases, stopping",
+        "## 8. What would make the device fail validation", "## 9. Evidence so far"]
 
 
 @pytest.fixture
@@ -43,14 +46,20 @@ def test_sections_figures_and_no_template_syntax(run, tmp_path):
     texts = _texts(written["md"] + written["html"])
     algorithm, plan = texts["algorithm_description.md"], texts["validation_plan.md"]
     assert all(s in algorithm for s in SECTIONS) and all(h in plan for h in PLAN)
+    assert sorted(p.stem for p in written["md"]) == sorted(DOCUMENTS)
     for name, text in texts.items():
         assert not re.search(r"{{|}}|{%|%}", text), name
         assert "n/a (" not in text
-    assert algorithm.count("](figures/") >= 8
     assert all((tmp_path / "docs" / "figures" / f).is_file() for f in ("flowchart.png", "roc.png", "pr.png"))
     html = texts["algorithm_description.html"]
     assert html.count("data:image/png;base64,") == algorithm.count("](figures/")  # every figure embedded
-    assert "<table>" in html and "Appendix C. Traceability matrix" in html
+    assert "<table>" in html
+    # every figure written is referenced in the text, and the appendices are issued once
+    referenced = "".join(t for n, t in texts.items() if n.endswith(".md"))
+    for figure in (tmp_path / "docs" / "figures").iterdir():
+        assert f"](figures/{figure.name})" in referenced, figure.name
+    assert "## Appendix C. Traceability matrix" in texts["appendices.md"]
+    assert not any("## Appendix A. Provenance" in t for n, t in texts.items() if n != "appendices.md" and n.endswith(".md"))
 
 
 @pytest.mark.requirement("REQ-DOC-001")
@@ -68,18 +77,44 @@ def test_every_number_comes_from_the_run(run, tmp_path):
     assert "had 987 false positives" in second
     cohort = json.loads((run / "cohort" / "summary.json").read_text())
     assert f"{cohort['n_images']:,} images of {cohort['n_patients']:,} patients" in second
+    assert "*Source: `evaluation/metrics.json`: splits, bootstrap.*" in second  # the number names its file
+    assert "(profile: `intended_use`)" in second  # a typed value is marked
+
+
+@pytest.mark.requirement("REQ-DOC-001")
+def test_standalone_sections_come_from_the_assessments(run, tmp_path):
+    from cxr_device.runtime.bundle import load_bundle
+    from validation.assessment import assess
+    from validation.assessment_inputs import from_cohort
+
+    assess(load_bundle(run / "bundle"), from_cohort(run / "cohort", "test"), run / "assessment" / "site_a", "site_a",
+           {"auroc": 0.3, "sensitivity": 0.1, "specificity": 0.3}, 0.3, n_bootstrap=50)
+    first = render_documents(run, tmp_path / "a", formats=("md",))
+    algorithm = (tmp_path / "a" / "algorithm_description.md").read_text()
+    assert "#### site_a" in algorithm and "*Source: `assessment/site_a/assessment.json`.*" in algorithm
+    assert "](figures/assess_site_a_roc.png)" in algorithm and "No standalone assessment exists" not in algorithm
+    path = run / "assessment" / "site_a" / "assessment.json"
+    document = json.loads(path.read_text())
+    document["accepted"]["sensitivity"].update(value=0.4321, k=4321, n=10000)
+    path.write_text(json.dumps(document))
+    render_documents(run, tmp_path / "b", formats=("md",))
+    changed = (tmp_path / "b" / "algorithm_description.md").read_text()
+    assert "| sensitivity | 0.432 (4321/10000) |" in changed and "(4321/10000)" not in algorithm
+    assert len(first["md"]) == len(DOCUMENTS)
 
 
 @pytest.mark.requirement("REQ-DOC-002")
 def test_synthetic_banner_exactly_when_synthetic(run, tmp_path):
-    texts = _texts(sum(render_documents(run, tmp_path / "s", formats=("md", "html")).values(), []))
+    written = render_documents(run, tmp_path / "s", formats=("md", "html"))
+    texts = _texts(written["md"] + written["html"])
     assert all(BANNER in text for text in texts.values())
     assert 'class="banner"' in texts["validation_plan.html"] and "@top-center" in texts["validation_plan.html"]
     for name in ("cohort/summary.json", "evaluation/metrics.json"):
         data = json.loads((run / name).read_text())
         data["synthetic"] = False
         (run / name).write_text(json.dumps(data))
-    real = _texts(sum(render_documents(run, tmp_path / "r", formats=("md", "html")).values(), []))
+    real_written = render_documents(run, tmp_path / "r", formats=("md", "html"))
+    real = _texts(real_written["md"] + real_written["html"])
     assert not any(BANNER in text for text in real.values())
 
 
@@ -109,18 +144,13 @@ def test_pdf_when_weasyprint_is_available(run, tmp_path):
     except (ImportError, OSError) as err:  # OSError: the system Pango library is missing
         pytest.skip(f"PDF is the optional [pdf] extra and needs Pango: {err}")
     written = render_documents(run, tmp_path / "p", formats=("pdf",))
-    assert [p.name for p in written["pdf"]] == ["algorithm_description.pdf", "validation_plan.pdf"]
+    assert [p.name for p in written["pdf"]] == [f"{name}.pdf" for name in DOCUMENTS]
     assert all(p.read_bytes().startswith(b"%PDF") and p.stat().st_size > 20_000 for p in written["pdf"])
+    from fda_submission.render import _write_pdf
 
-
-def test_sample_size_from_the_criteria():
-    # ((1.96 * sqrt(.8 * .2) + 0.8416 * sqrt(.9 * .1)) / .1)^2 = 107.3 -> 108 positives
-    assert proportion_n(0.8, 0.9) == 108
-    assert proportion_n(0.9, 0.85) is None  # expected below the criterion: no size can show it
-    size = study_size({"auroc": 0.8, "sensitivity": 0.8, "specificity": 0.7},
-                      {"auroc": 0.9, "sensitivity": 0.9, "specificity": 0.8}, prevalence=0.1)
-    assert size["per_criterion"]["sensitivity"]["total"] == 1080 and size["total"] == 1080 and size["achievable"]
-    assert not study_size({"sensitivity": 0.95}, {"sensitivity": 0.9}, 0.2)["achievable"]
+    page = render_documents(run, tmp_path / "h", formats=("html",))["html"][-1].read_text()
+    twice = [_write_pdf(page, tmp_path / f"{i}.pdf", "2026-12-01").read_bytes() for i in range(2)]
+    assert twice[0] == twice[1]  # byte-identical: the font subsets are dated by the issue date, not the clock
 
 
 def test_reader_agreement_on_the_real_reread_labels():
@@ -139,6 +169,81 @@ def test_soup_lists_the_stack_with_versions():
     assert soup["torch"]["version"] == torch.__version__.split("+")[0] or soup["torch"]["version"] == torch.__version__
     assert {"pydicom", "numpy", "safetensors"} <= set(soup)
     assert soup["pydicom"]["purpose"] == "DICOM parsing and pixel decoding"
+
+
+@pytest.mark.requirement("REQ-DOC-004")
+def test_fields_to_fill_are_visible_markers_counted_by_the_completeness_report(run, tmp_path):
+    prepared = prepare(run)
+    fields = {item.field: item for item in prepared.completeness}
+    assert "manufacturer name and address (profile: manufacturer)" in fields
+    assert "predicate 510(k) number (profile: predicate.k_number)" in fields
+    assert "the owner confirms the classification (profile: classification.confirmed)" in fields
+    assert fields["manufacturer name and address (profile: manufacturer)"].documents == list(DOCUMENTS)
+    for document, text in prepared.markdown.items():
+        assert "[TO BE COMPLETED: revision (profile: document_control.revision)]" in text, document
+    profile = tmp_path / "profile.yaml"
+    profile.write_text("manufacturer: ACME Imaging, 1 Main St\npredicate: {k_number: K000000}\n"
+                       "document_control: {id_prefix: ACME-PNA, revision: A, date: 2026-12-01, author: J. Doe, "
+                       "approvers: [{name: R. Roe, role: Regulatory Affairs}]}\n")
+    filled = prepare(run, profile)
+    remaining = {item.field for item in filled.completeness}
+    assert not any("manufacturer" in f and "predicate" not in f for f in remaining)
+    assert not any("document_control" in f for f in remaining) and "predicate 510(k) number" not in str(remaining)
+    assert "| ACME-PNA-AD | A | 2026-12-01 |" in filled.markdown["algorithm_description"]
+    assert "| R. Roe | Regulatory Affairs | on the signed copy |" in filled.markdown["pccp"]
+    written = render_documents(run, tmp_path / "h", profile, ("html",))
+    html = next(p for p in written["html"] if p.name == "summary_510k.html").read_text()
+    assert '<mark class="todo">[TO BE COMPLETED: ' in html
+
+
+@pytest.mark.requirement("REQ-DOC-005")
+def test_one_device_identifier_and_byte_identical_output(run, tmp_path):
+    import hashlib
+
+    device_json = run / "bundle" / "device.json"
+    sha = hashlib.sha256(device_json.read_bytes()).hexdigest()
+    content = json.loads(device_json.read_text())["content_sha256"]
+    formats = ("md", "html")
+    first = render_documents(run, tmp_path / "a", formats=formats)
+    second = render_documents(run, tmp_path / "b", formats=formats)
+    for kind in (*formats, "sbom", "checks"):
+        for a, b in zip(first[kind], second[kind]):
+            assert a.read_bytes() == b.read_bytes(), a.name
+    for path in first["md"]:
+        text = path.read_text()
+        assert f"(device.json sha256 {sha})" in text, path.name
+        assert content not in text, path.name  # device.json's content hash is never the identifier
+    assert sha in (tmp_path / "a" / "sbom.cdx.json").read_text()
+    for figure in (tmp_path / "a" / "figures").iterdir():
+        assert figure.read_bytes() == (tmp_path / "b" / "figures" / figure.name).read_bytes()
+
+
+@pytest.mark.requirement("REQ-DOC-006")
+def test_labeling_states_the_limitations_and_not_to_rule_out(run, tmp_path):
+    labeling = prepare(run).markdown["labeling"]
+    assert "must not be used to rule out pneumonia" in labeling
+    assert "- Rows is not 512 to 8192;" in labeling and "- Modality is not one of CR, DX;" in labeling
+    assert "could not be applied to them" in labeling  # the development images were PNG, not DICOM
+
+
+def test_words_follow_the_runs_own_record(run):
+    algorithm = prepare(run).markdown["algorithm_description"]
+    assert "Initial weights: none (random initialisation); the model was trained from random initialisation." \
+        in algorithm
+    assert "fine-tuned" not in algorithm and "| layers trained (from random initialisation) |" in algorithm
+    assert "locked before the test split was scored" not in algorithm
+    assert "Every number, table and figure in this document is read from the run" not in algorithm
+    plan = prepare(run).markdown["validation_plan"]
+    assert "| AUROC | 0.8 | DeLong |" in plan and "| sensitivity | 0.8 | Clopper-Pearson |" in plan
+    assert "patient-level bootstrap" not in plan.split("## 4.")[1].split("## 5.")[0].split("|---|")[0]
+
+
+def test_pediatric_reference_standard_does_not_claim_a_third_expert():
+    from fda_submission.context import reference_standard
+
+    text = reference_standard("pediatric", {"source": {"path": "/data/kermany/train"}})["text"]
+    assert "re-split here by patient" in text and "graded by two experts" in text
+    assert "checked by a third expert" not in text
 
 
 def _junit(tmp_path, cases):
@@ -162,12 +267,6 @@ def test_traceability_matrix(tmp_path, capsys):
     assert "| REQ-COHORT-001 |" in capsys.readouterr().out
     with pytest.raises(CxrDeviceError, match="unknown requirement"):
         trace(_junit(tmp_path, [("test_x", "passed", ["REQ-NOPE-001"])]))
-
-
-def test_sample_size_subgroup_floor():
-    size = study_size({"sensitivity": 0.8}, {"sensitivity": 0.99}, prevalence=0.75, min_per_class=90)
-    assert size["per_criterion"]["subgroup floor"]["total"] == 360  # 90 negatives at 25 % negatives
-    assert size["total"] == 360
 
 
 def test_docs_list_every_requirement_of_the_yaml():

@@ -1,0 +1,345 @@
+"""The consistency check: contradictions between the run, the locked bundle, the assessments and
+the device profile, and claims the documents make that the run does not back.
+
+Every finding names both sides: where each value comes from (a file of the run and its field,
+or a profile key) and what it says. ``cxr-device submission`` runs the check before rendering
+and refuses to render while a finding is open (unless ``--allow-findings``: then every
+document lists the open findings at its top); ``cxr-device submission --check`` prints them.
+
+What is compared (each check is a function below, named in the finding's ``code``):
+
+* one device: the sha256 of ``bundle/device.json`` against each assessment's
+  ``device.device_json_sha256``; the bundle's own hashes (weights, rules, its content hash);
+  ``metrics.json`` and ``cohort.csv`` against the hashes device.json locked; the threshold and the
+  calibration of device.json against metrics.json and each assessment;
+* evidence: at least one standalone assessment (internal results are never the only evidence);
+  each assessment judged against the profile's acceptance criteria and prevalence;
+* population: the profile's intended population against the locked input rules (age, view,
+  modality rules) and against the development data (a pediatric set for an adult population);
+* development images against the input rules: DICOM or not, pixel size, samples per pixel
+  ("the device would refuse its own training data"), unless the profile states how they relate;
+* the plan: acceptance criteria that no study size can show at the expected performance;
+* the risk file: every control resolves to a requirement (and, with a JUnit report, a passing test);
+* document control: an issue date before the device was locked;
+* claims: phrases in the rendered documents that need evidence the run does not hold.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cxr_device.hashing import sha256_file
+from cxr_device.run_layout import COHORT_CSV, RunLayout
+from cxr_device.runtime.bundle import canonical_hash
+
+from .training_data import samples_per_pixel
+
+TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a contradiction: where the value comes from, and the value."""
+
+    source: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A contradiction (or an unbacked claim) between two sources."""
+
+    code: str
+    message: str
+    left: Side
+    right: Side
+
+    def lines(self) -> list[str]:
+        """The finding as printed: the message, then each side."""
+        return [f"[{self.code}] {self.message}", f"    {self.left.source}: {self.left.value}",
+                f"    {self.right.source}: {self.right.value}"]
+
+    def as_dict(self) -> dict:
+        return {"code": self.code, "message": self.message, "left": vars(self.left), "right": vars(self.right)}
+
+
+def _close(a: float | None, b: float | None) -> bool:
+    return a is not None and b is not None and math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=TOLERANCE)
+
+
+# --- one device ---------------------------------------------------------------------------------
+def check_identity(ctx: dict) -> list[Finding]:
+    """Assessments of another device; a bundle whose files or content no longer match device.json;
+    metrics.json or cohort.csv changed since the device was locked."""
+    out = []
+    run = RunLayout(ctx["run"]["path"])
+    device, sha = ctx["device"], ctx["identity"]["device_sha256"]
+    here = Side("bundle/device.json (sha256 of its bytes)", sha)
+    for a in ctx["assessments"]:
+        theirs = a["device"]["device_json_sha256"]
+        if theirs != sha:
+            out.append(Finding("identity-assessment", f"assessment {a['name']} was made with another device than the "
+                               "one the documents describe", Side(f"{a['file']}: device.device_json_sha256", theirs),
+                               here))
+    if device.get("content_sha256") != canonical_hash(device):
+        out.append(Finding("bundle-content", "device.json was edited after the bundle was locked",
+                           Side("bundle/device.json: content_sha256", str(device.get("content_sha256"))),
+                           Side("canonical JSON of bundle/device.json", canonical_hash(device))))
+    for name, expected in device.get("files", {}).items():
+        path = run.bundle / name
+        actual = sha256_file(path) if path.is_file() else "missing"
+        if actual != expected:
+            out.append(Finding("bundle-file", f"bundle/{name} is not the file the device was locked with",
+                               Side(f"bundle/device.json: files.{name}", expected), Side(f"bundle/{name}", actual)))
+    locked = (device.get("evaluation") or {}).get("metrics_json_sha256")
+    if locked and run.metrics.is_file() and sha256_file(run.metrics) != locked:
+        out.append(Finding("evaluation-changed", "evaluation/metrics.json changed after the device was locked: the "
+                           "documents would report an evaluation the device was not locked with",
+                           Side("bundle/device.json: evaluation.metrics_json_sha256", locked),
+                           Side("evaluation/metrics.json (sha256)", sha256_file(run.metrics))))
+    cohort_csv = Path(ctx["train_summary"].get("cohort", {}).get("dir") or run.cohort) / COHORT_CSV
+    trained_on = device.get("training_cohort_sha256")
+    if trained_on and cohort_csv.is_file() and sha256_file(cohort_csv) != trained_on:
+        out.append(Finding("cohort-changed", "the cohort is not the one the device was trained on",
+                           Side("bundle/device.json: training_cohort_sha256", trained_on),
+                           Side("cohort/cohort.csv (sha256)", sha256_file(cohort_csv))))
+    return out
+
+
+def check_operating_point(ctx: dict) -> list[Finding]:
+    """The threshold and calibration of device.json against metrics.json and each assessment."""
+    out = []
+    device, metrics = ctx["device"], ctx["metrics"]
+    locked = device["threshold"]
+    if not _close(locked["value"], metrics["threshold"]["value"]) or locked.get("rule") != metrics["threshold"]["rule"]:
+        out.append(Finding("threshold", "the locked threshold is not the one the evaluation reports",
+                           Side("bundle/device.json: threshold", f"{locked['value']!r} ({locked.get('rule')})"),
+                           Side("evaluation/metrics.json: threshold",
+                                f"{metrics['threshold']['value']!r} ({metrics['threshold']['rule']})")))
+    dcal, mcal = device.get("calibration") or {"method": "none"}, metrics.get("calibration") or {"method": "none"}
+    if dcal.get("method") != mcal.get("method") or not all(_close(dcal.get(k, 1.0 if k == "slope" else 0.0),
+                                                                  mcal.get(k, 1.0 if k == "slope" else 0.0))
+                                                           for k in ("slope", "offset")):
+        out.append(Finding("calibration", "the locked calibration is not the one the evaluation reports",
+                           Side("bundle/device.json: calibration", _cal(dcal)),
+                           Side("evaluation/metrics.json: calibration", _cal(mcal))))
+    for a in ctx["assessments"]:
+        if not _close(a["device"]["threshold"], locked["value"]):
+            out.append(Finding("threshold-assessment", f"assessment {a['name']} used another threshold",
+                               Side(f"{a['file']}: device.threshold", repr(a["device"]["threshold"])),
+                               Side("bundle/device.json: threshold.value", repr(locked["value"]))))
+    return out
+
+
+def _cal(c: dict) -> str:
+    return f"{c.get('method')} (slope {c.get('slope', 1.0)!r}, offset {c.get('offset', 0.0)!r})"
+
+
+# --- evidence -----------------------------------------------------------------------------------
+def check_evidence(ctx: dict) -> list[Finding]:
+    """At least one standalone assessment; each judged against the profile's criteria and prevalence."""
+    profile, out = ctx["profile"], []
+    if not ctx["assessments"]:
+        out.append(Finding("no-standalone-evidence", "internal results are the only evidence: no standalone "
+                           "assessment of the locked device exists (run `cxr-device assess`)",
+                           Side("assessment/", "no assessment.json"),
+                           Side("evaluation/metrics.json", "internal validation and test splits of the "
+                                "development data")))
+    criteria = profile["acceptance"]
+    for a in ctx["assessments"]:
+        judged = (a.get("acceptance") or {}).get("criteria")
+        used = {k: v["criterion"] for k, v in judged.items()} if judged else None
+        if a.get("accepted") is not None and used != criteria:
+            out.append(Finding("acceptance-criteria", f"assessment {a['name']} was not judged against the profile's "
+                               "acceptance criteria", Side(f"{a['file']}: acceptance.criteria", json.dumps(used)),
+                               Side("profile: acceptance", json.dumps(criteria))))
+        at = a.get("predictive_values_at_intended_prevalence") or {}
+        if profile["expected_prevalence"] and at and not _close(at.get("prevalence"), profile["expected_prevalence"]):
+            out.append(Finding("prevalence", f"assessment {a['name']} used another intended-use prevalence",
+                               Side(f"{a['file']}: predictive_values_at_intended_prevalence.prevalence",
+                                    repr(at.get("prevalence"))),
+                               Side("profile: expected_prevalence", repr(profile["expected_prevalence"]))))
+    return out
+
+
+# --- population ---------------------------------------------------------------------------------
+def _rule_with(ctx: dict, attribute: str):
+    return next((r for r in ctx["rules_set"].rules if attribute in r.attributes and r.severity == "error"), None)
+
+
+def check_population(ctx: dict) -> list[Finding]:
+    """The intended population against the locked input rules and the development data."""
+    out = []
+    pop = ctx["profile"]["population"]
+    ages = pop["age_years"]
+    declared = Side("profile: population.age_years", f"{ages['min']:g} to {ages['max']:g} years")
+    rule = next((r for r in ctx["rules_set"].rules if r.age_range is not None), None)
+    if rule is None:
+        out.append(Finding("population-age-rule", "the locked input rules do not check the patient's age, but the "
+                           "intended population has an age range", declared,
+                           Side("bundle/input_rules.yaml", "no age_range rule")))
+    elif not (_close(rule.age_range[0], ages["min"]) and _close(rule.age_range[1], ages["max"])):
+        out.append(Finding("population-age-rule", "the locked input rules accept other ages than the intended "
+                           "population", declared,
+                           Side(f"bundle/input_rules.yaml: rule {rule.id}", rule.expected())))
+    for attribute, key in (("ViewPosition", "views"), ("Modality", "modalities")):
+        rule = _rule_with(ctx, attribute)
+        wanted = {v.strip().upper() for v in pop[key]}
+        if rule is None or rule.allowed is None:
+            out.append(Finding(f"population-{key}-rule", f"the locked input rules do not restrict {attribute}, but the "
+                               f"intended population does", Side(f"profile: population.{key}", ", ".join(pop[key])),
+                               Side("bundle/input_rules.yaml", f"no {attribute} rule with allowed values")))
+        elif set(rule.allowed) != wanted:
+            out.append(Finding(f"population-{key}-rule", f"the locked input rules accept other {attribute} values than "
+                               "the intended population", Side(f"profile: population.{key}", ", ".join(sorted(wanted))),
+                               Side(f"bundle/input_rules.yaml: rule {rule.id}", ", ".join(sorted(rule.allowed)))))
+    cohort = ctx["cohort"]
+    if ctx["dataset"] == "pediatric" and ages["min"] >= 18:
+        out.append(Finding("population-data", "the development data are pediatric but the intended population is "
+                           "adult", declared, Side("cohort/summary.json: dataset", "pediatric")))
+    recorded = [s["age"] for s in cohort["splits"].values() if s["age"]["n"]]
+    if recorded:
+        lo, hi = min(a["min"] for a in recorded), max(a["max"] for a in recorded)
+        if hi < ages["min"] or lo > ages["max"]:
+            out.append(Finding("population-data", "the development data hold no patient of the intended population's "
+                               "ages", declared, Side("cohort/summary.json: splits.*.age", f"{lo:g} to {hi:g} years")))
+    return out
+
+
+def check_development_images(ctx: dict) -> list[Finding]:
+    """"The device would refuse its own training data": development images that are not DICOM, are
+    smaller than the rules' minimum rows/columns or have more samples per pixel than allowed -
+    a finding unless the profile states how they relate to the DICOM inputs."""
+    if ctx["profile"]["training_data"]["relation_to_dicom"]:
+        return []
+    images, out = ctx["development_images"], []
+    unstated = Side("profile: training_data.relation_to_dicom", "not stated")
+    if not images["dicom"]:
+        kinds = ", ".join(f"{k} {v:,}" for k, v in images["formats"].items())
+        out.append(Finding("training-data-format", "the device reads DICOM and applies its input rules, but the "
+                           "development images are other files, and the documents do not say how they relate to "
+                           "the DICOM path", Side("cohort/cohort.csv: image files", kinds), unstated))
+    sample = images["sample"]
+    if sample["n"]:
+        for attribute in ("Rows", "Columns"):
+            rule = _rule_with(ctx, attribute)
+            if rule is not None and rule.range is not None and sample["min_side"] < rule.range[0]:
+                out.append(Finding("training-data-size", "the device would refuse its own training data, as the "
+                                   f"development images are smaller than rule {rule.id} allows",
+                                   Side("image headers of the sampled training images (cohort/cohort.csv)",
+                                        f"{sample['min_side']} to {sample['max_side']} px"),
+                                   Side(f"bundle/input_rules.yaml: rule {rule.id}", rule.expected())))
+                break
+        rule = _rule_with(ctx, "SamplesPerPixel")
+        samples = sorted({samples_per_pixel(m) for m in sample["modes"]})
+        if rule is not None and rule.allowed is not None and any(str(s) not in rule.allowed for s in samples):
+            out.append(Finding("training-data-samples", "the device would refuse its own training data, as the "
+                               f"development images have samples per pixel that rule {rule.id} refuses",
+                               Side("image headers of the sampled training images (cohort/cohort.csv)",
+                                    ", ".join(f"{m} ({samples_per_pixel(m)} per pixel) x{n}"
+                                              for m, n in sample["modes"].items())),
+                               Side(f"bundle/input_rules.yaml: rule {rule.id}", rule.expected())))
+    return out
+
+
+# --- plan, risk, document control ----------------------------------------------------------------
+def check_plan(ctx: dict) -> list[Finding]:
+    """Acceptance criteria no study size can show at the expected performance."""
+    plan = ctx["sample_size"]
+    return [Finding("plan-unreachable", f"no study size can show the {name} criterion: the expected value does not "
+                    "exceed it", Side(f"profile: acceptance.{name}", f"{plan['criteria'][name]:g}"),
+                    Side(f"evaluation/metrics.json: splits.test.{name} (lower 95% bound, the planning value)",
+                         f"{plan['expected'][name]:.3f}"))
+            for name in plan["unreachable"]]
+
+
+def check_risks(ctx: dict) -> list[Finding]:
+    """Risk controls that do not resolve to a (verified) requirement, and unacceptable residual risks."""
+    out = []
+    for p in ctx["risk_problems"]:
+        where = "the JUnit report" if p.found not in ("no such requirement",) and p.requirement else \
+            "fda_submission/requirements.yaml" if p.requirement else "the risk acceptability matrix (fda_submission/risk.py)"
+        out.append(Finding("risk-control", f"hazard {p.hazard}: {p.problem}",
+                           Side(f"{ctx['risk_file']}: {p.hazard}", p.requirement or "residual risk"), Side(where, p.found)))
+    return out
+
+
+def check_document_date(ctx: dict) -> list[Finding]:
+    """An issue date (profile) before the device was locked (manifest.json)."""
+    given = ctx["profile"]["document_control"]["date"]
+    if not given:
+        return []
+    manifest = RunLayout(ctx["run"]["path"]).manifest
+    try:
+        locked = json.loads(manifest.read_text())["steps"]["evaluate"]["finished_at"][:10]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    if given.isoformat() < locked:
+        return [Finding("document-date", "the documents are dated before the device they describe was locked",
+                        Side("profile: document_control.date", given.isoformat()),
+                        Side("manifest.json: steps.evaluate.finished_at", locked))]
+    return []
+
+
+CHECKS: tuple[Callable[[dict], list[Finding]], ...] = (
+    check_identity, check_operating_point, check_evidence, check_population, check_development_images,
+    check_plan, check_risks, check_document_date)
+
+
+def check_consistency(ctx: dict[str, Any]) -> list[Finding]:
+    """Every finding of every check, in check order."""
+    return [finding for check in CHECKS for finding in check(ctx)]
+
+
+# --- claims -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Claim:
+    """A phrase that needs evidence, and what (if anything) in the run backs it."""
+
+    code: str
+    pattern: re.Pattern
+    needs: str
+    backed: Callable[[dict], bool]
+
+
+CLAIMS = (
+    Claim("claim-fine-tuned", re.compile(r"\bfine[- ]tun(?:ed|ing)\b", re.IGNORECASE),
+          "a model that started from pretrained weights (model/layers.json: weights.source)",
+          lambda ctx: ctx["weights"]["pretrained"]),
+    Claim("claim-third-expert", re.compile(r"\b(?:checked|verified|reviewed|graded|confirmed|re-?read)\s+by\s+a\s+(?:third|3rd)\s+"
+                                       r"(?:expert|reader|radiologist|physician)", re.IGNORECASE),
+          "a record that a third reader checked these images (no file of the run records one)",
+          lambda ctx: False),
+    Claim("claim-locked-before-test", re.compile(r"locked before the (?:internal )?test", re.IGNORECASE),
+          "the internal test split scored after the device was locked (evaluate scores both in one step)",
+          lambda ctx: False),
+    Claim("claim-every-number", re.compile(r"every number[^.]*\b(?:is |are )?(?:read|comes?) (?:only )?from the run",
+                                           re.IGNORECASE),
+          "no typed value in the documents (profile values exist and are marked)", lambda ctx: False),
+    Claim("claim-clearance", re.compile(r"\bFDA[- ](?:cleared|approved|clearance granted)\b", re.IGNORECASE),
+          "a clearance decision (no file of the run can hold one)", lambda ctx: False),
+)
+
+
+def check_claims(texts: dict[str, str], ctx: dict[str, Any]) -> list[Finding]:
+    """Phrases in the rendered documents (name -> Markdown) that the run does not back; one
+    finding per claim and document, quoting the sentence."""
+    out = []
+    for claim in CLAIMS:
+        if claim.backed(ctx):
+            continue
+        for document, text in texts.items():
+            match = claim.pattern.search(text)
+            if match:
+                start = max(text.rfind("\n", 0, match.start()), text.rfind(". ", 0, match.start())) + 1
+                end = min(i for i in (text.find("\n", match.end()), len(text)) if i >= 0)
+                quote = text[start:end].strip()
+                out.append(Finding(claim.code, f"the {document.replace('_', ' ')} makes a claim the run does not back",
+                                   Side(f"{document}.md", quote[:200] + ("..." if len(quote) > 200 else "")),
+                                   Side("the run", f"needs {claim.needs}")))
+    return out

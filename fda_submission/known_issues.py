@@ -1,0 +1,129 @@
+"""Known issues: what the run itself shows a reader must keep in mind, each naming its file.
+
+Built from the evidence, never typed: the calibration (ECE before and after, the class weight of
+the training loss), the transfer of the locked threshold and the shift the assessments measured,
+acceptance criteria an assessment missed, inputs the assessments could not score, unstable
+subgroups, images left out, development images unlike the device's inputs, and runtime
+licences that constrain distribution.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from validation.subgroups import AGE_BANDS
+
+
+def _f(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def known_issues(context: dict[str, Any]) -> list[dict]:
+    """The known issues of the run, in a fixed order: ``{"title", "text", "source"}``."""
+    out: list[dict] = []
+
+    def add(title: str, text: str, source: str) -> None:
+        out.append({"title": title, "text": text, "source": source})
+
+    metrics, cal = context["metrics"], context["calibration"]
+    if cal.get("method", "none") != "none" and "val" in cal:
+        imbalance = str((cal.get("training_loss") or {}).get("imbalance", "not recorded"))
+        train = context["cohort"]["splits"]["train"]
+        weight = ""
+        if imbalance == "weighted_loss" and 0 < train["n_positive"] < train["n_images"]:
+            ratio = (train["n_images"] - train["n_positive"]) / train["n_positive"]
+            weight = (f" with positive-class weight {ratio:.3f} (negatives per positive of the training split, "
+                      f"cohort/summary.json), which shifts the raw logits by about log {ratio:.3f} = {math.log(ratio):+.2f}")
+        add("Calibration",
+            f"The model's raw probabilities were miscalibrated: expected calibration error (ECE, 10 equal-width bins) "
+            f"{_f(cal['val']['before']['ece'])} on validation and {_f(cal['test']['before']['ece'])} on test before "
+            f"{cal['method']} scaling, {_f(cal['val']['after']['ece'])} and {_f(cal['test']['after']['ece'])} after "
+            f"(slope {cal['slope']:.4g}, offset {cal['offset']:.4g}, fitted on validation only). The training loss "
+            f"handled class imbalance by '{imbalance.replace('_', ' ')}'{weight}; the calibration offset undoes that "
+            "shift. Probabilities are calibrated to the development prevalence, not to a site's.",
+            "evaluation/metrics.json: calibration")
+    elif cal.get("method", "none") == "none":
+        add("Calibration", "The device's probabilities are not calibrated (calibration method none): a probability is "
+            "a score, not a frequency.", "evaluation/metrics.json: calibration")
+    t = metrics["threshold"]
+    add("Threshold and internal test split",
+        f"The threshold {t['value']:.4g} ({t.get('scale', 'probability')}; raw model probability "
+        f"{_f(t.get('raw_threshold'))}) was chosen on the validation split by {t['description']}. The internal test "
+        "split was scored by the same `evaluate` step that chose it: internal test results are not a "
+        "locked-before-scoring evaluation; only the standalone assessments are.", "evaluation/metrics.json: threshold")
+    assessments = context["assessments"]
+    if not assessments:
+        add("No standalone evidence", "No standalone assessment of the locked device exists in this run "
+            "(`cxr-device assess`): the internal results are the only evidence, and internal results are not "
+            "standalone evidence.", "assessment/ (none)")
+    for a in assessments:
+        where = a["file"]
+        shift = a.get("shift") or {}
+        if shift.get("warning"):
+            add(f"Threshold transfer: {a['name']}", f"{shift['warning']}.", f"{where}: shift.warning")
+        moved = [r for r in shift.get("metrics", []) if r.get("covered") is False]
+        if moved:
+            parts = "; ".join(f"{r['metric']} {_f(r['external'])} vs internal {_f(r['internal'])} "
+                              f"({_f(r['internal_ci95'][0])}-{_f(r['internal_ci95'][1])})" for r in moved)
+            add(f"Shift: {a['name']}", f"Outside the internal 95% interval on this set: {parts}.",
+                f"{where}: shift.metrics")
+        acceptance = a.get("acceptance") or {}
+        failed = [(k, v) for k, v in (acceptance.get("criteria") or {}).items() if not v["passed"]]
+        if failed:
+            parts = "; ".join(f"{k} lower bound {_f(v['lower_bound'])} ({v['method']}) below {v['criterion']:g}"
+                              for k, v in failed)
+            add(f"Acceptance not met: {a['name']}", f"{parts}.", f"{where}: acceptance")
+        fit = a.get("population_fit")
+        if fit and fit["n_with_age"] and fit["n_inside"] < fit["n_with_age"]:
+            ages = context["population"]["age_text"]
+            add(f"Outside the intended population: {a['name']}",
+                f"{fit['n_with_age'] - fit['n_inside']:,} of the {fit['n_with_age']:,} inputs with a recorded age are "
+                f"outside the intended population's ages ({ages}): this assessment is not evidence for the intended "
+                "use, only for how the device behaves on other patients.", f"{fit['file']}: age_years")
+        lost = a["inputs"]["n_excluded"] + a["scoring"]["n_not_scored"]
+        if lost:
+            add(f"Inputs not scored: {a['name']}", f"{a['inputs']['n_excluded']} labelled input(s) excluded before "
+                f"scoring and {a['scoring']['n_not_scored']} refused or unreadable, of "
+                f"{a['inputs']['n_labelled'] + a['inputs']['n_excluded']}; with refusals counted as failures "
+                f"sensitivity is {_f(a['all_inputs']['sensitivity']['value'])} and specificity "
+                f"{_f(a['all_inputs']['specificity']['value'])}.", f"{where}: scoring, all_inputs")
+        if a["scoring"].get("header_checks", "").startswith("none possible"):
+            add(f"Input rules not exercised: {a['name']}", "The assessed images are PNG/JPEG files: the locked "
+                "DICOM header rules could not be applied, so this set does not show how the rules treat the "
+                "population's DICOM studies.", f"{where}: scoring.header_checks")
+        unstable = [r for r in a.get("subgroups", []) if r.get("unstable")]
+        if unstable:
+            add(f"Unstable subgroups: {a['name']}", ", ".join(f"{r['group']} {r['level']}" for r in unstable)
+                + " have fewer than 10 positive or negative images: their performance is not established.",
+                f"{where}: subgroups")
+    unstable = [r for r in metrics.get("subgroups", {}).get("test", []) if r["unstable"]]
+    if unstable:
+        add("Unstable internal subgroups", ", ".join(f"{r['group']} {r['level']}" for r in unstable)
+            + " have fewer than 10 positive or negative internal test images.", "evaluation/metrics.json: subgroups")
+    if context["population"]["group"] != "adult" and any(r.get("group") == "age" for a in assessments
+                                                          for r in a.get("subgroups", [])):
+        bands = ", ".join(label for _, _, label in AGE_BANDS)
+        add("Age bands of the assessments", f"The assessments report age with the bands of validation/subgroups.py "
+            f"({bands}), not the population's ({', '.join(context['population']['bands'])}).",
+            "validation/subgroups.py, profile: population")
+    left_out = context["left_out"]
+    if left_out["n"]:
+        add("Images left out", f"{left_out['n']} development image(s) could not be decoded and were left out; each is "
+            "listed with its reason in the algorithm description.", "model/train_summary.json, evaluation/metrics.json")
+    images = context["development_images"]
+    if not images["dicom"]:
+        sample = images["sample"]
+        size = (f"; the {sample['n']} sampled training images measure {sample['min_side']} to {sample['max_side']} px, "
+                f"modes {', '.join(f'{k} {v}' for k, v in sample['modes'].items())}") if sample["n"] else ""
+        relation = context["profile"]["training_data"]["relation_to_dicom"]
+        add("Development images are not the device's inputs",
+            f"The development images are {', '.join(f'{k} {v:,}' for k, v in images['formats'].items())}{size}. "
+            + (f"Relation to the DICOM inputs (profile: training_data.relation_to_dicom): {relation}" if relation
+               else "How they relate to the DICOM inputs the device reads is not stated."),
+            "cohort/cohort.csv, image headers")
+    flagged = [d for d in context["soup"] if d["constraint"]]
+    if flagged:
+        add("Licences that constrain distribution", "; ".join(f"{d['name']} {d['version']}: {d['licence']} "
+                                                              f"({d['constraint']})" for d in flagged) + ".",
+            context["sbom_name"])
+    return out
