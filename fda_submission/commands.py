@@ -203,7 +203,22 @@ def _run(args: argparse.Namespace) -> int:
                                                    for k, v in manifest["steps"].items()))
     print(f"  manifest   {out / 'manifest.json'}")
     print(f"  documents  {out / 'submission'}")
-    return _report_left_out("run", manifest, out)
+    left_out = _report_left_out("run", manifest, out)
+    findings = _report_findings("run", manifest, out)
+    return 1 if left_out or findings else 0
+
+
+def _report_findings(command: str, manifest: dict, out: Path) -> int:
+    """Say on stderr which consistency findings make the documents drafts; their number."""
+    from cxr_device.safe_text import terminal
+
+    findings = manifest["steps"].get("submission", {}).get("consistency_findings") or []
+    if findings:
+        print(f"cxr-device {command}: the documents are drafts: the consistency check found (also in "
+              f"{out / 'submission' / 'checks.json'}):", file=sys.stderr)
+        for line in findings:
+            print(f"  {terminal(line)}", file=sys.stderr)
+    return len(findings)
 
 
 def _report_left_out(command: str, manifest: dict, out: Path) -> int:
@@ -285,6 +300,9 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"  {_python()} -m pynetdicom storescu 127.0.0.1 11112 {args.out / 'dicom'} -aec CXR_DEVICE -aet DEMO")
     print(f"  then: {args.out / 'node' / 'results'}/<StudyInstanceUID>/*.dcm (DICOM SRs), "
           f"{args.out / 'node' / 'status.json'}")
+    if _report_findings("demo", manifest, args.out):
+        print("  (expected of the demo: synthetic phantoms, no external set assessed; a real run resolves them - "
+              "see `cxr-device submission --check`)", file=sys.stderr)
     return _report_left_out("demo", manifest, args.out)
 
 

@@ -47,13 +47,14 @@ from cxr_device.synth import METADATA_NAME, generate
 from cxr_device.train_config import config_from_dict
 from cxr_device.training import train
 from cxr_device.yaml_io import load_yaml
+from validation.acceptance import read_targets
 from validation.assessment import ASSESSMENT, assess, left_out
 from validation.assessment_inputs import input_set
 from validation.evaluation import evaluate_run
 
 from . import STEPS
-from .profile import load_profile
-from .render import render_documents
+from .profile import default_profile_path
+from .render import CHECKS_JSON, prepare, write_package
 from .run_config import RunConfig, threshold_policy
 from .soup import soup_list
 from .trace import matrix_rows
@@ -69,6 +70,7 @@ class Pipeline:
 
     def __init__(self, config: RunConfig, out: str | Path, progress: bool = True, log: Callable[[str], None] = print):
         self.config, self.out, self.progress, self.log = config, Path(out), progress, log
+        self.findings: list[str] = []  # the submission step's consistency findings, in words
         self.layout = RunLayout(self.out)
         self.manifest_path = self.layout.manifest
         previous, self.not_this_run = self._previous_manifest()
@@ -223,6 +225,8 @@ class Pipeline:
                 self._write(manifest, started)
             entry.update(status=status, complete=True, seconds=round(time.perf_counter() - t0, 2),
                          left_out=left_out, finished_at=_now())
+            if step == "submission":
+                entry["consistency_findings"] = self.findings
             if left_out:
                 entry["left_out_listed_in"] = self._listed_in(step)
             self.log(f"{step:<10} {status} in {entry['seconds']:.1f} s")
@@ -276,22 +280,29 @@ class Pipeline:
 
     def _run_assess(self, _resume: bool) -> tuple[str, int]:
         """Each listed set through the locked bundle; left out: excluded, refused or unreadable inputs."""
-        profile = load_profile(self.config.submission["profile"])
+        # the criteria and prevalence the profile states, exactly as `assess --profile` reads them
+        targets = read_targets(self.config.submission["profile"] or default_profile_path())
         bundle = load_bundle(self.layout.bundle)
         missing = 0
         for s in self.config.assess:
             inputs = input_set(s)
-            document = assess(bundle, inputs, self.layout.assessment(s["name"]), s["name"], profile["acceptance"],
-                              profile["expected_prevalence"], s["bootstrap"], s["seed"], self.progress)
+            document = assess(bundle, inputs, self.layout.assessment(s["name"]), s["name"], targets.acceptance,
+                              targets.prevalence, s["bootstrap"], s["seed"], self.progress)
             missing += left_out(document)
             if document["shift"] and document["shift"].get("warning"):
                 self.log(f"assess     {s['name']}: WARNING {document['shift']['warning']}")
         return RAN, missing
 
     def _run_submission(self, _resume: bool) -> tuple[str, int]:
+        """The documents; with consistency findings they are drafts that list them on top (the
+        manifest records how many, and ``run`` says so and exits 1)."""
         s = self.config.submission
-        render_documents(self.out, self.layout.submission, s["profile"], tuple(s["formats"]),
-                         matrix_rows(Path(s["junit"])) if s["junit"] else None)
+        prepared = prepare(self.out, s["profile"], matrix_rows(Path(s["junit"])) if s["junit"] else None)
+        write_package(prepared, self.layout.submission, tuple(s["formats"]))
+        self.findings = [line for f in prepared.findings for line in f.lines()]
+        if self.findings:
+            self.log(f"submission {len(prepared.findings)} consistency finding(s): the documents are drafts that list "
+                     f"them on top; see {self.layout.submission / CHECKS_JSON}")
         return RAN, 0
 
     # --- manifest ------------------------------------------------------------------------------

@@ -124,10 +124,14 @@ def test_config_errors_name_the_key_and_the_allowed_values(tmp_path, change, wor
 def test_cli_run_and_shipped_configs_load(tmp_path, capsys):
     path = tmp_path / "run.yaml"
     path.write_text(CONFIG.replace("EPOCHS", "1"))
-    assert main(["run", str(path), "--out", str(tmp_path / "r"), "--quiet"]) == 0
-    assert "submission ran" in capsys.readouterr().out
-    assert main(["run", str(path), "--out", str(tmp_path / "r"), "--quiet"]) == 0
-    assert "submission skipped" in capsys.readouterr().out
+    # synthetic phantoms, no external assessment: the documents are drafts, and the exit code says so
+    assert main(["run", str(path), "--out", str(tmp_path / "r"), "--quiet"]) == 1
+    first = capsys.readouterr()
+    assert "submission ran" in first.out and "the documents are drafts" in first.err
+    assert "[no-standalone-evidence]" in first.err
+    assert main(["run", str(path), "--out", str(tmp_path / "r"), "--quiet"]) == 1
+    again = capsys.readouterr()
+    assert "submission skipped" in again.out and "[no-standalone-evidence]" in again.err
     from pathlib import Path
 
     configs = Path(__file__).resolve().parents[1] / "configs"
@@ -136,3 +140,5 @@ def test_cli_run_and_shipped_configs_load(tmp_path, capsys):
                                          "pediatric_densenet121.yaml"}
     for path in shipped:  # every shipped configuration is valid (its data are checked when a step runs)
         assert load_run_config(path).name == path.stem
+    for path in sorted((configs / "ablation").glob("*.yaml")):
+        assert load_run_config(path).name == "ablation_" + path.stem

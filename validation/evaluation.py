@@ -112,7 +112,8 @@ def evaluate_run(run_dir: str | Path, n_bootstrap: int = 2000, seed: int = 0, ta
     out.mkdir(parents=True, exist_ok=True)
     predictions.to_csv(layout.predictions, index=False, lineterminator="\n")  # full precision: decisions
     # at the threshold must be reproducible from this file
-    figures = _figures(out, arrays, splits, roc_band, threshold, val_at_threshold["f1"], is_nih, layout.model)
+    figures = _figures(out, arrays, splits, roc_band, threshold, val_at_threshold["f1"], is_nih, layout.model,
+                       policy.name)
     metrics = {
         "threshold": {"value": threshold, "rule": policy.name, "description": policy.description(),
                       "policy": {"rule": policy.rule, "target": policy.target, "tolerance": policy.tolerance},
@@ -158,12 +159,12 @@ def _summary(split: dict) -> dict:
 
 
 def _figures(out: Path, arrays: dict, splits: dict, band, threshold: float, chosen_f1: float, is_nih: bool,
-             model_dir: Path) -> dict:
+             model_dir: Path, rule: str) -> dict:
     made = {}
     fig.plot_roc({s: (*arrays[s], splits[s]["auroc"]["value"]) for s in arrays}, band, threshold, out / fig.FIGURES["roc"])
     fig.plot_pr({s: (*arrays[s], splits[s]["average_precision"]["value"]) for s in arrays}, threshold, chosen_f1,
                 out / fig.FIGURES["pr"], fig.RADIOLOGIST_F1 if is_nih else None)
-    fig.plot_threshold(*arrays["val"], threshold, out / fig.FIGURES["threshold"])
+    fig.plot_threshold(*arrays["val"], threshold, out / fig.FIGURES["threshold"], rule)
     fig.plot_confusion(*arrays["test"], threshold, out / fig.FIGURES["confusion"])
     fig.plot_calibration({f"{fig.NAMES[s]}, {stage}": splits[s]["calibration"][key]["reliability"]
                           for s in arrays for stage, key in (("before calibration", "before"),

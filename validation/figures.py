@@ -90,7 +90,7 @@ def plot_pr(splits: dict, threshold: float, chosen_f1: float, path: Path, radiol
     fig.savefig(path, dpi=120, bbox_inches="tight")
 
 
-def plot_threshold(probs: np.ndarray, labels: np.ndarray, threshold: float, path: Path) -> None:
+def plot_threshold(probs: np.ndarray, labels: np.ndarray, threshold: float, path: Path, rule: str = "max F1") -> None:
     r = ranking(probs, labels)
     tps, fps = cumulative_counts(r)
     positives = tps[-1]
@@ -101,7 +101,7 @@ def plot_threshold(probs: np.ndarray, labels: np.ndarray, threshold: float, path
     ax.plot(r.values, f1, label="F1", color="black")
     ax.plot(r.values, precision, label="precision (PPV)", color=COLORS["val"])
     ax.plot(r.values, recall, label="recall (sensitivity)", color=COLORS["test"])
-    ax.axvline(threshold, linestyle="--", color="grey", label=f"locked threshold {threshold:.3f} (max F1)")
+    ax.axvline(threshold, linestyle="--", color="grey", label=f"locked threshold {threshold:.3f} ({rule})")
     ax.set_xlabel("threshold (positive when probability >= threshold)")
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=8)
