@@ -127,7 +127,7 @@ def _no_phi(node: DicomNode) -> None:
 
 
 # --- 1. the demo's images through the node ---------------------------------------------------------
-@pytest.mark.requirement("REQ-PRED-001")
+@pytest.mark.requirement("REQ-PRED-001", "REQ-NODE-001", "REQ-DICOM-003")
 def test_demo_dicoms_get_one_sr_each_in_their_study_and_refusals_say_why(node_factory, demo_dicoms):
     node = node_factory()
     assert send(node.port, list(demo_dicoms.values())) == [0x0000] * 4
@@ -153,6 +153,7 @@ def test_demo_dicoms_get_one_sr_each_in_their_study_and_refusals_say_why(node_fa
 
 
 # --- 2. what the node must not read ---------------------------------------------------------------
+@pytest.mark.requirement("REQ-NODE-001")
 def test_non_image_sop_class_gets_0122_and_the_node_serves_the_next_association(node_factory, demo_dicoms, tmp_path):
     node = node_factory()
     assert send(node.port, [demo_dicoms["pa_chest_opacity"]]) == [0]
@@ -177,6 +178,7 @@ def test_allow_list_and_called_ae_title_are_enforced_at_association(node_factory
     assert '"calling_ae": "EVIL"' in (node.out / "node.log").read_text()
 
 
+@pytest.mark.requirement("REQ-NODE-001")
 def test_truncated_datasets_raw_stream_refused_decoded_short_pixels_answered_unreadable(node_factory, tmp_path,
                                                                                       monkeypatch):
     node = node_factory()
@@ -205,6 +207,7 @@ def test_datasets_over_the_size_limit_get_a700(node_factory, demo_dicoms):
 
 
 # --- 3. load ------------------------------------------------------------------------------------
+@pytest.mark.requirement("REQ-NODE-001")
 def test_fifty_images_from_four_concurrent_associations_each_answered_once(node_factory, tmp_path):
     studies = [pydicom.uid.generate_uid(entropy_srcs=["load study", str(k)]) for k in range(5)]
     files = [_chest(tmp_path / "load", f"img{i:02d}.dcm", seed=100 + i, study=studies[i % 5],
@@ -238,6 +241,7 @@ class _Killed(BaseException):
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+@pytest.mark.requirement("REQ-NODE-002")
 def test_a_kill_mid_batch_then_a_restart_loses_nothing_and_answers_nothing_twice(quick_bundle, tmp_path,
                                                                                  monkeypatch):
     files = [_chest(tmp_path / "batch", f"k{i}.dcm", seed=200 + i) for i in range(10)]
@@ -278,6 +282,7 @@ def test_a_kill_mid_batch_then_a_restart_loses_nothing_and_answers_nothing_twice
     assert not list((out / INCOMING).iterdir()) and len(list((out / DONE).iterdir())) == 10
 
 
+@pytest.mark.requirement("REQ-NODE-002")
 def test_a_file_that_cannot_be_answered_is_kept_in_failed_with_its_reason(node_factory, tmp_path):
     out = tmp_path / "node"
     (out / INCOMING).mkdir(parents=True)  # left by a previous run: no StudyInstanceUID to answer into
