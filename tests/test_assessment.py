@@ -196,3 +196,31 @@ def test_run_config_assess_entries_are_checked_at_load(tmp_path):
         (tmp_path / "run.yaml").write_text(base.replace("evaluate: {bootstrap: 100}\n", "") + body)
         with pytest.raises(CxrDeviceError, match=re.escape(words)):
             load_run_config(tmp_path / "run.yaml")
+
+
+def test_nih_metadata_rows_for_images_not_held_are_outside_the_set_not_left_out(bundle, tmp_path):
+    """A metadata file describes more images than a set holds: those rows are counted and listed
+    in outside_set.csv, but they are not exclusions and do not make the exit code 1; an invalid
+    row still is an exclusion."""
+    from PIL import Image
+
+    from .conftest import NIH_HEADER_2020
+
+    images = tmp_path / "images"
+    images.mkdir()
+    rows = []
+    for i in range(6):
+        name = f"0000000{i}_000.png"
+        Image.fromarray((np.random.default_rng(i).random((64, 64)) * 255).astype(np.uint8)).save(images / name)
+        rows.append(f"{name},{'Pneumonia' if i % 2 else 'No Finding'},0,{i},45,M,PA,1024,1024,0.14,0.14")
+    rows += ["00000090_000.png,No Finding,0,90,50,F,PA,1024,1024,0.14,0.14",  # no such image here
+             "00000091_000.png,Pneumonia,0,91,abc,F,PA,1024,1024,0.14,0.14"]  # invalid age
+    metadata = tmp_path / "meta.csv"
+    metadata.write_text("\n".join([NIH_HEADER_2020, *rows]) + "\n")
+    from validation.assessment_inputs import from_metadata
+
+    inputs = from_metadata(metadata, [images])
+    document = assess(bundle, inputs, tmp_path / "out", "nih", n_bootstrap=100)
+    assert document["inputs"]["n_outside_set"] == 1 and (tmp_path / "out" / "outside_set.csv").is_file()
+    assert [e["reason"] for e in document["inputs"]["excluded"]] == ["unparseable_age"]
+    assert left_out(document) == 1 and document["scoring"]["n_accepted"] == 6

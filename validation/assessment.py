@@ -36,7 +36,7 @@ from .metrics import confusion, finite, from_confusion
 from .shift import shift_report
 from .subgroups import subgroup_table
 
-PREDICTIONS, ASSESSMENT = "predictions.csv", "assessment.json"
+PREDICTIONS, ASSESSMENT, OUTSIDE_SET = "predictions.csv", "assessment.json", "outside_set.csv"
 PREDICTION_COLUMNS = ["key", "patient", "label", "status", "probability", "decision", "reason", "age_years", "sex",
                       "view"]
 ACCEPTANCE_METHODS = {"auroc": "DeLong", "sensitivity": "Clopper-Pearson", "specificity": "Clopper-Pearson"}
@@ -134,6 +134,9 @@ def assess(bundle: Bundle, inputs: InputSet, out_dir: str | Path, name: str, acc
     out.mkdir(parents=True, exist_ok=True)
     frame = score(bundle, inputs, progress)
     _write_predictions(frame, out / PREDICTIONS)
+    if inputs.outside:
+        pd.DataFrame(inputs.outside, columns=["key", "reason", "detail"]).map(spreadsheet_cell).to_csv(
+            out / OUTSIDE_SET, index=False, lineterminator="\n")
     accepted = frame[frame["status"] == ACCEPTED]
     threshold = bundle.threshold
     usable = len(accepted) > 0 and 0 < accepted["label"].sum() < len(accepted)
@@ -147,6 +150,8 @@ def assess(bundle: Bundle, inputs: InputSet, out_dir: str | Path, name: str, acc
                    "calibration": bundle.meta.get("calibration", {"method": "none"})},
         "inputs": {**inputs.description, "source": inputs.kind, "n_labelled": len(inputs.items),
                    "n_excluded": len(inputs.excluded), "excluded": inputs.excluded,
+                   "n_outside_set": len(inputs.outside),
+                   "outside_set_listed_in": OUTSIDE_SET if inputs.outside else None,
                    "n_positive": int(frame["label"].sum()), "n_negative": int((frame["label"] == 0).sum())},
         "scoring": {"n_accepted": int(len(accepted)), "n_not_scored": int(len(not_scored)),
                     "by_status": {str(k): int(v) for k, v in frame["status"].value_counts().sort_index().items()},
@@ -210,7 +215,9 @@ def summary_lines(document: dict) -> list[str]:
     inputs, scoring, accepted = document["inputs"], document["scoring"], document["accepted"]
     lines = [f"assessment {document['name']}: {inputs['n_labelled']} labelled inputs ({inputs['n_positive']} positive), "
              f"{scoring['n_accepted']} scored, {scoring['n_not_scored']} refused or unreadable, "
-             f"{inputs['n_excluded']} excluded before scoring"]
+             f"{inputs['n_excluded']} excluded before scoring"
+             + (f"; {inputs['n_outside_set']:,} metadata row(s) name images the set does not hold (listed in "
+                f"{OUTSIDE_SET}, not counted as left out)" if inputs.get("n_outside_set") else "")]
     if accepted is None:
         return lines + [f"  {document['note']}"]
     a = accepted

@@ -9,7 +9,10 @@
 Nothing vanishes: a label that matches no file, a file that matches no label, a label other
 than 0/1, a duplicated path, a metadata row that fails validation, a file name that names no
 patient - each is an exclusion with its reason and detail, counted in the assessment and
-making the exit code 1.
+making the exit code 1. One case is not an exclusion: NIH metadata describes 112,120 images and
+a set holds the ones it holds, so a metadata row whose image is not under the image folders is
+*outside the set* - counted and listed (``outside_set.csv``), as ``cohort`` reports
+``no_image_file``, without making the exit code 1.
 """
 from __future__ import annotations
 
@@ -56,6 +59,7 @@ class InputSet:
     description: dict
     items: list[LabelledInput]
     excluded: list[dict] = field(default_factory=list)  # {"key", "reason", "detail"}
+    outside: list[dict] = field(default_factory=list)  # metadata rows naming images the set does not hold
 
     @property
     def dicom(self) -> bool:
@@ -102,11 +106,12 @@ def from_metadata(metadata: str | Path, images: list[str | Path]) -> InputSet:
     table = read_nih_metadata(metadata)
     index = index_images(list(images))
     frame, report = attach_paths(table.frame, index, table.exclusions)
-    excluded = _from_log(table.exclusions)
+    logged = _from_log(table.exclusions)
+    excluded = [e for e in logged if e["reason"] != ex.NO_IMAGE_FILE]
     excluded += [{"key": path, "reason": FILE_WITHOUT_LABEL, "detail": f"{path}: no metadata row names this image"}
                  for path in report["images_without_row"]]
     return InputSet("metadata", {"metadata": str(metadata), "images": [str(i) for i in images], "dataset": "nih"},
-                    _from_frame(frame), excluded)
+                    _from_frame(frame), excluded, [e for e in logged if e["reason"] == ex.NO_IMAGE_FILE])
 
 
 def from_dicom_labels(dicom_dir: str | Path, labels_csv: str | Path) -> InputSet:
