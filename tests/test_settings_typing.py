@@ -18,27 +18,11 @@ from fda_submission.profile import load_profile
 from fda_submission.run_config import load_run_config
 from fda_submission.trace import load_requirements
 
+from .test_pipeline import CONFIG
+
 pytestmark = pytest.mark.requirement("REQ-INPUT-001")
 
-RUN = """\
-name: tiny
-seed: 3
-data:
-  synthetic: {n_patients: 40, image_size: 64, prevalence: 0.3}
-  val_fraction: 0.25
-  test_fraction: 0.25
-eda: {pixel_sample: 5}
-train:
-  model: {arch: small_cnn}
-  image_size: 32
-  epochs: 2
-  batch_size: 16
-  lr: 0.002
-  device: cpu
-  workers: 0
-evaluate: {bootstrap: 100}
-submission: {formats: [md, html]}
-"""
+RUN = CONFIG.replace("EPOCHS", "2").lstrip("\n")
 BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi"))
 
