@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from .preprocessing import Preprocessing, to_stored
 from .provenance import producer
 
 PIXELS, INDEX, META = "pixels.u8", "index.csv", "meta.json"
+CACHE_FILES = (PIXELS, INDEX, META)
 #: Columns of every list of images left out because they could not be decoded.
 LEFT_OUT_COLUMNS = ["image_id", "split", "reason"]
 HIT, BUILT, STALE = "hit", "built", "rebuilt (stale)"
@@ -107,11 +107,24 @@ def _open(folder: Path, meta: dict, status: str) -> PixelCache:
     return PixelCache(folder, pixels, index, status)
 
 
+def _clear(folder: Path) -> None:
+    """Make ``folder`` an empty cache folder: remove a stale cache's own three files, refuse a
+    folder that holds anything else (nothing a user put there is ever deleted)."""
+    if not folder.exists():
+        folder.mkdir(parents=True)
+        return
+    foreign = sorted(p.name for p in folder.iterdir() if p.name not in CACHE_FILES)
+    if foreign or not folder.is_dir():
+        raise CxrDeviceError(f"{folder}: a stale decoded-pixel cache must be rebuilt here, but the folder holds other "
+                             f"files ({', '.join(foreign[:5]) or 'it is not a folder'}); nothing was deleted - move "
+                             "them, or give another --cache-dir")
+    for name in (META, INDEX, PIXELS):  # meta.json first: its presence means "complete"
+        (folder / name).unlink(missing_ok=True)
+
+
 def _build(folder: Path, frame: pd.DataFrame, pre: Preprocessing, key: str, identity: str, workers: int,
            progress: bool) -> None:
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+    _clear(folder)
     size = pre.stored_size
     shape = (len(frame), size, size)
     np.memmap(folder / PIXELS, dtype=np.uint8, mode="w+", shape=shape).flush()

@@ -6,7 +6,7 @@ The output folder is the contract with the later steps::
     summary.json      counts, prevalence, demographics per split, exclusions by reason,
                       the patient-disjointness proof, settings, seed, sha256 of every input
     exclusions.csv    every excluded row with its source line, reason and detail
-    images_without_row.txt   image files that no metadata row names (when images were given)
+    images_without_row.txt   image files that no metadata row names (empty when there are none)
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from .hashing import sha256_file
 from .image_index import attach_paths, index_images
 from .nih_metadata import MetadataTable, read_nih_metadata
 from .provenance import SYNTHETIC_MARKER, producer
-from .run_layout import COHORT_CSV, EXCLUSIONS_CSV
+from .run_layout import COHORT_CSV, EXCLUSIONS_CSV, ORPHANS_TXT
 from .run_layout import COHORT_SUMMARY as SUMMARY_JSON
 from .splits import (
     SPLITS,
@@ -42,8 +42,6 @@ from .splits import (
     subsample_val_prevalence,
 )
 from .validated import SETTINGS, Fraction, Seed
-
-ORPHANS_TXT = "images_without_row.txt"
 
 
 @pydantic.dataclasses.dataclass(frozen=True, config=SETTINGS)
@@ -231,17 +229,15 @@ def _summary(frame, table, settings, log, proof, image_report) -> dict:
 
 
 def write_cohort(cohort: Cohort, out_dir: str | Path) -> Path:
-    """Write cohort.csv, summary.json, exclusions.csv (and the orphan list); return the folder."""
+    """Write cohort.csv, summary.json, exclusions.csv and images_without_row.txt; return the folder."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cohort.frame.to_csv(out / COHORT_CSV, index=False, lineterminator="\n")
     cohort.exclusions.frame_for_csv().to_csv(out / EXCLUSIONS_CSV, index=False, lineterminator="\n")
     (out / SUMMARY_JSON).write_text(json.dumps(cohort.summary, indent=2, sort_keys=False) + "\n")
-    orphans = out / ORPHANS_TXT
-    if cohort.images_without_row:
-        orphans.write_text("\n".join(cohort.images_without_row) + "\n")
-    elif orphans.exists():
-        orphans.unlink()
+    # always written (empty when every image has a row), so a list left by an earlier run in the
+    # same folder is replaced, never deleted and never mistaken for this run's
+    (out / ORPHANS_TXT).write_text("".join(f"{path}\n" for path in cohort.images_without_row))
     return out
 
 

@@ -16,7 +16,7 @@ from .cohort import CohortSettings, build_cohort, write_cohort
 from .console import check_output_dir
 from .eda import EDA_JSON, run_eda
 from .filters import Filters
-from .run_layout import EXCLUSIONS_CSV, TRAIN_SUMMARY, default_cache_root
+from .run_layout import EXCLUSIONS_CSV, ORPHANS_TXT, TRAIN_SUMMARY, default_cache_root
 from .safe_text import terminal
 from .synth import SynthSettings, generate
 
@@ -151,7 +151,7 @@ def _cohort(args: argparse.Namespace) -> int:
         print(f"  excluded {s['n_excluded']:,} rows: " + ", ".join(f"{k} {v:,}" for k, v in s["exclusions"].items()))
     if s["images"].get("n_images_without_row"):
         print(f"  {s['images']['n_images_without_row']:,} image files have no metadata row "
-              f"(listed in {out / 'images_without_row.txt'})")
+              f"(listed in {out / ORPHANS_TXT})")
     print(f"wrote {out / 'cohort.csv'}")
     if cohort.n_invalid:
         details = cohort.exclusions.frame(invalid_only=True)["detail"]

@@ -13,6 +13,7 @@ from .errors import CxrDeviceError
 
 # cohort/ (also used for a cohort folder outside a run)
 COHORT_CSV, COHORT_SUMMARY, EXCLUSIONS_CSV = "cohort.csv", "summary.json", "exclusions.csv"
+ORPHANS_TXT = "images_without_row.txt"
 # model/
 BEST, LAST = "best.pt", "last.pt"
 TRAIN_CONFIG, HISTORY, LAYERS, TRAIN_SUMMARY = "config.yaml", "history.csv", "layers.json", "train_summary.json"

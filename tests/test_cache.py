@@ -5,9 +5,11 @@ import os
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
 from cxr_device.cache import BUILT, HIT, STALE, open_cache
+from cxr_device.errors import CxrDeviceError
 from cxr_device.imageio import load_image
 from cxr_device.preprocessing import Preprocessing, to_stored
 
@@ -57,3 +59,18 @@ def test_unreadable_images_are_recorded_not_fatal(tmp_path):
     cache = open_cache(frame, PRE, tmp_path / "cache")
     assert list(cache.failed["image_id"]) == ["img1.png"]
     assert "img1.png" in cache.failed["reason"].iloc[0]
+
+
+@pytest.mark.requirement("REQ-RUN-001")
+def test_a_stale_cache_is_rebuilt_in_place_but_a_file_someone_put_there_is_never_deleted(tmp_path):
+    frame = _images(tmp_path)
+    folder = open_cache(frame, PRE, tmp_path / "cache").folder
+    Image.fromarray(np.random.default_rng(9).integers(0, 255, (50, 40), dtype=np.uint8)).save(frame["path"][0])
+    os.utime(frame["path"][0], ns=(2, 2))
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(CxrDeviceError, match="notes.txt.*nothing was deleted"):
+        open_cache(frame, PRE, tmp_path / "cache")
+    assert (folder / "notes.txt").read_text() == "mine" and (folder / "meta.json").is_file()
+    (folder / "notes.txt").unlink()
+    assert open_cache(frame, PRE, tmp_path / "cache").status == STALE
+    assert sorted(p.name for p in folder.iterdir()) == ["index.csv", "meta.json", "pixels.u8"]

@@ -214,3 +214,45 @@ def test_split_datasets_and_metrics_list_what_is_left_out_even_when_nothing_is(t
         assert len(part.rows) == (cohort["split"] == split).sum() == len(part.dataset)
     metrics = json.loads((trained_run / "evaluation" / "metrics.json").read_text())
     assert metrics["left_out"] == {"n": 0, "by_split": {"val": 0, "test": 0}, "images": []}
+
+
+@pytest.mark.requirement("REQ-RUN-001")
+def test_locking_a_bundle_refuses_a_folder_that_is_not_one_and_replaces_a_previous_lock(trained_run, tmp_path):
+    import shutil
+
+    import torch
+
+    from cxr_device.runtime.bundle import BundleError, load_bundle, write_bundle
+    from cxr_device.runtime.input_rules import default_rules_path
+
+    bundle = load_bundle(trained_run / "bundle")
+    args = (bundle.model, bundle.preprocessing, {"value": 0.5, "rule": "max_f1"}, default_rules_path(),
+            trained_run / "cohort" / "cohort.csv")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "device.json").write_text('{"my": "notes"}')  # a bundle file name, but not a bundle this tool locked
+    with pytest.raises(BundleError, match="nothing was changed"):
+        write_bundle(mine, *args)
+    assert (mine / "device.json").read_text() == '{"my": "notes"}'
+    relocked = shutil.copytree(trained_run / "bundle", tmp_path / "bundle")
+    (relocked / "signature.json").write_text("{}")  # a previous lock's signature no longer matches: removed
+    write_bundle(relocked, *args)
+    assert not (relocked / "signature.json").exists() and load_bundle(relocked).threshold == 0.5
+    assert torch.equal(next(iter(load_bundle(relocked).model.state_dict().values())),
+                       next(iter(bundle.model.state_dict().values())))
+
+
+def test_the_orphan_list_is_rewritten_never_deleted(synth_dataset, tmp_path):
+    from cxr_device.cohort import CohortSettings, write_cohort
+
+    csv_path, root = synth_dataset
+    extra = root / "images_001" / "images" / "99999999_000.png"
+    Image.fromarray(np.full((8, 8), 7, np.uint8)).save(extra)
+    try:
+        settings = CohortSettings(metadata=str(csv_path), images=(str(root),), seed=1)
+        out = write_cohort(build_cohort(settings), tmp_path / "cohort")
+        assert (out / "images_without_row.txt").read_text().strip().endswith("99999999_000.png")
+    finally:
+        extra.unlink()
+    write_cohort(build_cohort(settings), out)
+    assert (out / "images_without_row.txt").read_text() == ""

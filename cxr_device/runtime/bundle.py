@@ -197,15 +197,23 @@ def write_bundle(out_dir: str | Path, model: DeviceModel, preprocessing: Preproc
 def _prepare_folder(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise BundleError(f"{out}: exists and is not a folder; choose another bundle location")
-    if out.is_dir():
+    if out.is_dir() and any(out.iterdir()):
         foreign = sorted(p.name for p in out.iterdir() if p.name not in BUNDLE_FILES)
-        if foreign:
-            raise BundleError(f"{out}: holds files that are not part of a bundle ({', '.join(foreign[:5])}); "
-                              "nothing was changed - move them or choose another location")
-        for name in BUNDLE_FILES:
-            if (out / name).is_symlink() or (out / name).is_file():
-                (out / name).unlink()
+        if foreign or not _locked_here(out / DEVICE_JSON):
+            what = f"files that are not part of a bundle ({', '.join(foreign[:5])})" if foreign else \
+                f"no {DEVICE_JSON} of a bundle this tool locked"
+            raise BundleError(f"{out}: holds {what}; nothing was changed - move them or choose another location")
+        for name in BUNDLE_FILES:  # a previous lock's files (a stale signature.json would no longer match);
+            (out / name).unlink(missing_ok=True)  # links are removed, never written through
     out.mkdir(parents=True, exist_ok=True)
+
+
+def _locked_here(path: Path) -> bool:
+    """True when ``path`` is the device.json of a bundle this tool wrote (its format string)."""
+    try:
+        return not path.is_symlink() and json.loads(path.read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 # --- loading --------------------------------------------------------------------------------
