@@ -78,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cxr-device {args.command}: {terminal(message, multiline=True)}", file=sys.stderr)
         return code
 
+    from .library_warnings import route_library_warnings
+
+    # warnings of pydicom, highdicom and pynetdicom quote header values: reported without their text
+    route_library_warnings(lambda line: print(f"cxr-device {args.command}: note: {terminal(line)}", file=sys.stderr),
+                           show_text=debug)
     try:
         return int(args.handler(args) or EXIT_OK)
     except CxrDeviceError as err:

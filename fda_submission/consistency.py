@@ -187,6 +187,13 @@ def check_population(ctx: dict) -> list[Finding]:
         out.append(Finding("population-age-rule", "the locked input rules accept other ages than the intended "
                            "population", declared,
                            Side(f"bundle/input_rules.yaml: rule {rule.id}", rule.expected())))
+    if rule is not None and rule.optional == pop.get("age_required", True):
+        wanted = "required" if pop.get("age_required", True) else "optional"
+        out.append(Finding("population-age-required", "the locked age rule and the profile disagree on images "
+                           "whose age is missing or unreadable (refused when age is required, scored when optional)",
+                           Side("profile: population.age_required", wanted),
+                           Side(f"bundle/input_rules.yaml: rule {rule.id}",
+                                "optional: scored" if rule.optional else "required: refused")))
     for attribute, key in (("ViewPosition", "views"), ("Modality", "modalities")):
         rule = _rule_with(ctx, attribute)
         wanted = {v.strip().upper() for v in pop[key]}

@@ -57,6 +57,9 @@ class Population(BaseModel):
     model_config = ConfigDict(**SETTINGS)
     name: Text
     age_years: AgeRange
+    # True: an image whose age is missing or unreadable is refused (the locked age rule is not
+    # optional); False declares age optional: such an image is scored, the range applies when known
+    age_required: bool = True
     sexes: list[Text] = Field(min_length=1)
     views: list[Text] = Field(min_length=1)
     modalities: list[Text] = Field(min_length=1)

@@ -256,5 +256,24 @@ def test_the_shipped_pediatric_rules_agree_with_the_example_pediatric_profile():
     context = {"profile": profile, "cohort": cohort, "dataset": "pediatric",
                "rules_set": load_rules(root / "profiles" / "pediatric_chest_radiograph_rules.yaml")}
     assert check_population(context) == []
-    context["rules_set"] = load_rules()  # the default rules accept 1 to 95 years
-    assert [f.code for f in check_population(context)] == ["population-age-rule"]
+    context["rules_set"] = load_rules()  # the default rules accept 1 to 95 years, and images without an age
+    assert [f.code for f in check_population(context)] == ["population-age-rule", "population-age-required"]
+
+
+@pytest.mark.requirement("REQ-INPUT-003")
+def test_age_required_in_the_profile_and_an_optional_locked_age_rule_are_a_finding():
+    from pathlib import Path
+
+    from cxr_device.runtime.input_rules import load_rules
+    from fda_submission.consistency import check_population
+    from fda_submission.profile import load_profile
+
+    root = Path(__file__).resolve().parents[1] / "fda_submission"
+    profile = load_profile(root / "examples" / "pediatric_profile.yaml")
+    context = {"profile": profile, "cohort": {"splits": {}}, "dataset": "pediatric",
+               "rules_set": load_rules(root / "profiles" / "pediatric_chest_radiograph_rules.yaml")}
+    assert check_population(context) == []
+    profile["population"]["age_required"] = False  # the profile declares age optional; the locked rule refuses
+    [finding] = check_population(context)
+    assert finding.code == "population-age-required" and "optional" in finding.left.value
+    assert "required: refused" in finding.right.value

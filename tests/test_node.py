@@ -250,11 +250,11 @@ def test_a_kill_mid_batch_then_a_restart_loses_nothing_and_answers_nothing_twice
     real_finish = DicomNode._finish
     finished = []
 
-    def dies_on_the_third(self, path, prediction, result):
+    def dies_on_the_third(self, path, prediction, result, *rest):
         if len(finished) == 2:  # the third file's SR is written, its source not yet moved: then the kill
             raise _Killed
         finished.append(path)
-        real_finish(self, path, prediction, result)
+        real_finish(self, path, prediction, result, *rest)
 
     monkeypatch.setattr(DicomNode, "_finish", dies_on_the_third)
     first = DicomNode(bundle, out, port=0, host=HOST, batch_size=4)

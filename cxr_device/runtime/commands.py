@@ -19,6 +19,13 @@ TRUSTED_KEY_HELP = (f"public key (PEM) the site pins: the bundle must carry a va
                     f"(default: ${TRUSTED_KEY_ENV} when set; otherwise hashes only, and a note says so)")
 
 
+def args_debug(args: argparse.Namespace) -> bool:
+    """Whether ``--debug`` (or CXR_DEVICE_DEBUG) asks for full texts."""
+    import os
+
+    return bool(getattr(args, "debug", False)) or os.environ.get("CXR_DEVICE_DEBUG", "") not in ("", "0")
+
+
 def add_trusted_key(p: argparse.ArgumentParser) -> None:
     """The ``--trusted-key`` option every command that loads a bundle offers."""
     p.add_argument("--trusted-key", type=Path, metavar="PEM", help=TRUSTED_KEY_HELP)
@@ -112,17 +119,31 @@ C-STORE is acknowledged, checked with the bundle's input rules, scored, and answ
 Structured Report in the image's own study (OUT/results/<StudyInstanceUID>/; refused images get
 an SR that says why), then moved to OUT/done/. Images received but not processed when the node
 stopped are processed at the next start; a result already written is never written twice.
-Non-image SOP classes are answered 0x0122, unparsable datasets 0xC210, datasets over
---max-dataset-mb 0xA700. Logs: JSON lines on stderr and in OUT/node.log (source UIDs hashed, no
-patient data); counts and queue in OUT/status.json. SIGINT/SIGTERM stop it cleanly.
+Statuses: 0x0000 only for an image the node will answer (or already answered: a duplicate);
+0x0122 a non-image SOP class; 0xC210 an unparsable dataset; 0xA900 a dataset whose SOP class or
+SOP instance does not match the request, or without a usable StudyInstanceUID/SOPInstanceUID;
+0x0111 other content under a SOPInstanceUID already received (kept in OUT/quarantine/); 0xA700
+over --max-dataset-mb or a full disk. Every patient and study attribute reaches the SR byte for
+byte. Logs: JSON lines on stderr and in OUT/node.log (source UIDs hashed, no patient data; every
+rejected association with the calling and called AE, peer and reason); counts, pid and queue in
+OUT/status.json (`cxr-device status --node OUT` tells a running node from one that died).
+SIGINT/SIGTERM stop it cleanly.
+TLS (DICOM PS3.15 Annex B, BCP 195): --tls-cert/--tls-key make the port TLS-only (TLS 1.2+);
+with --tls-ca callers must present a certificate signed by that CA (mutual TLS). --forward-tls-ca
+(and optionally --forward-tls-cert/--forward-tls-key) forward to the PACS over TLS.
 examples:
   cxr-device serve --bundle runs/demo/bundle --port 11112 --out runs/demo/node
   cxr-device serve --bundle /opt/cxr/bundle --out /var/lib/cxr-device --ae-title CXR_DEVICE \\
       --allow-ae PACS --allow-ae ROUTER --forward PACS@10.0.0.5:104 --trusted-key /etc/cxr/key.pub.pem
-  python -m pynetdicom storescu 127.0.0.1 11112 runs/demo/dicom -aec CXR_DEVICE -aet PACS   # send images
-exit code: 0 stopped cleanly; 2 a bad option, a port in use, a bundle that cannot be trusted, or a
-worker that stopped unexpectedly (nothing received is lost: it is processed at the next start)
-See docs/dicom-node.md for connecting a PACS, running it as a service, and the limits.
+  cxr-device serve --bundle /opt/cxr/bundle --out /var/lib/cxr-device --port 2762 --allow-ae PACS \\
+      --tls-cert node.pem --tls-key node.key --tls-ca hospital-ca.pem \\
+      --forward PACS@pacs.example:2762 --forward-tls-ca hospital-ca.pem
+  storescu -aet PACS -aec CXR_DEVICE 127.0.0.1 11112 image.dcm                 # DCMTK: send an image
+  echoscu +tls client.key client.pem +cf hospital-ca.pem -aec CXR_DEVICE HOST 2762   # C-ECHO over TLS
+exit code: 0 stopped cleanly; 2 a bad option, a port in use, a certificate or key that cannot be
+used, a bundle that cannot be trusted, or a worker that stopped unexpectedly (nothing received is
+lost: it is processed at the next start)
+See docs/dicom-node.md for connecting a PACS, TLS, running it as a service, and the limits.
 """
 
 
@@ -143,15 +164,27 @@ def serve_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--forward", metavar="AE@HOST:PORT", help="send every result by C-STORE to this Storage SCP")
     p.add_argument("--secondary-capture", action="store_true",
                    help="also answer accepted images with a Grad-CAM Secondary Capture (not for primary diagnosis)")
-    p.add_argument("--max-associations", type=int, default=8, help="simultaneous associations (default 8)")
+    p.add_argument("--max-associations", type=int, default=8,
+                   help="live associations at once; the next is rejected (transient, local limit exceeded) (8)")
     p.add_argument("--max-dataset-mb", type=float, default=512.0,
                    help="larger datasets are refused with 0xA700 (default 512 MB)")
+    tls = p.add_argument_group("DICOM over TLS (PEM files)")
+    tls.add_argument("--tls-cert", type=Path, metavar="PEM", help="the node's certificate: the port speaks TLS only")
+    tls.add_argument("--tls-key", type=Path, metavar="PEM", help="the private key of --tls-cert")
+    tls.add_argument("--tls-ca", type=Path, metavar="PEM",
+                     help="CA bundle: callers must present a certificate it signed (mutual TLS)")
+    tls.add_argument("--forward-tls-ca", type=Path, metavar="PEM",
+                     help="forward over TLS, verifying the destination's certificate (and host name) with this CA")
+    tls.add_argument("--forward-tls-cert", type=Path, metavar="PEM", help="the node's client certificate for --forward")
+    tls.add_argument("--forward-tls-key", type=Path, metavar="PEM", help="the private key of --forward-tls-cert")
     add_trusted_key(p)
     p.set_defaults(handler=_serve)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .node import DicomNode, check_ae_title, parse_forward, quiet_library_warnings
+    from ..library_warnings import route_library_warnings
+    from .dicom_tls import TlsFiles, client_context, server_context
+    from .node import DicomNode, check_ae_title, parse_forward
 
     # every option is checked before the bundle (and its model) is loaded
     forward = parse_forward(args.forward) if args.forward else None
@@ -160,12 +193,24 @@ def _serve(args: argparse.Namespace) -> int:
         check_ae_title(title, "--allow-ae")
     if args.max_dataset_mb <= 0:
         raise CxrDeviceError(f"--max-dataset-mb {args.max_dataset_mb:g}: expected a positive size")
+    if args.max_associations < 1:
+        raise CxrDeviceError(f"--max-associations {args.max_associations}: expected at least 1")
+    tls = TlsFiles(args.tls_cert, args.tls_key, args.tls_ca) if (args.tls_cert or args.tls_key or args.tls_ca) \
+        else None
+    forward_tls = TlsFiles(args.forward_tls_cert, args.forward_tls_key, args.forward_tls_ca) \
+        if (args.forward_tls_ca or args.forward_tls_cert or args.forward_tls_key) else None
+    if forward_tls is not None and forward is None:
+        raise CxrDeviceError("--forward-tls-* need --forward AE@HOST:PORT (where to send the results)")
+    if tls is not None:
+        server_context(tls)
+    if forward_tls is not None:
+        client_context(forward_tls)
     out = output_dir(args.out)
     bundle = load_verified_bundle(args.bundle, args.trusted_key)
-    quiet_library_warnings()
     node = DicomNode(bundle, out, args.ae_title, args.port, args.host, args.allow_ae, forward,
                      args.secondary_capture, args.max_associations, int(args.max_dataset_mb * 2**20),
-                     log_stream=sys.stderr)
+                     log_stream=sys.stderr, tls=tls, forward_tls=forward_tls)
+    route_library_warnings(lambda line: node.log_event("library_warning", warning=line), show_text=args_debug(args))
     port = node.start()
     print(f"cxr-device serve: listening as {terminal(node.ae_title)} on {terminal(args.host)}:{port}; results in "
           f"{terminal(out / 'results')}, status in {terminal(out / 'status.json')}; stop with Ctrl-C or SIGTERM",
@@ -174,6 +219,40 @@ def _serve(args: argparse.Namespace) -> int:
         raise CxrDeviceError(f"the node's worker stopped unexpectedly (see {out / 'node.log'}); the received images "
                              f"are kept in {out / 'incoming'} and are processed at the next start")
     return EXIT_OK
+
+
+def status_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "status", formatter_class=_FORMATTER,
+        help="is a DICOM node running? its counts, queue and outbox (from its folder, no patient data)",
+        description="Read OUT/status.json of a node folder (`cxr-device serve --out OUT`) and check that the node\n"
+        "is still alive: a node killed without shutting down leaves 'running' behind, and is reported as\n"
+        "'died' with the time of its last update.",
+        epilog="exit code: 0 the node is running; 1 it stopped or died; 2 not a node folder",
+    )
+    p.add_argument("--node", required=True, type=Path, metavar="DIR", help="the node's folder (serve --out)")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="output format (text)")
+    p.set_defaults(handler=_status)
+
+
+def _status(args: argparse.Namespace) -> int:
+    import json
+
+    from .node import read_status
+
+    status = read_status(args.node)
+    if args.format == "json":
+        print(json.dumps(status, indent=2))
+    else:
+        counts = status.get("counts", {})
+        print(f"node {terminal(args.node)}: {status['state']} (pid {status.get('pid')}, last update "
+              f"{terminal(status.get('updated'))})")
+        if status.get("note"):
+            print(f"  {terminal(status['note'])}")
+        print(f"  {terminal(status.get('ae_title'))} on {terminal(status.get('host'))}:{status.get('port')}"
+              f"{' (TLS)' if status.get('tls') else ''}; queue {status.get('queue')}, outbox {status.get('outbox')}")
+        print("  " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return EXIT_OK if status["state"] == "running" else EXIT_BAD_INPUT
 
 
 # --- keygen / sign / verify ----------------------------------------------------------------

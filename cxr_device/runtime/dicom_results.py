@@ -15,8 +15,9 @@ Comprehensive SR is the IOD highdicom builds TID 1500 in, and every PACS stores 
       language, observer context: device observer (UID from the bundle hash, name, manufacturer,
         model = the locked device's name, serial number = device.json sha256)
       procedure reported: XR unspecified body region (LN 43468-8, CID 100)
-      image library: the source image (left out when the source header lacks what its
-        descriptors need, e.g. ImagerPixelSpacing; the group's source image still references it)
+      image library (TID 1600): the source image, with its modality, rows and columns, frame of
+        reference, and for projection radiographs its patient orientation and imager pixel
+        spacing when the source has them (TID 1603)
       Imaging Measurements > Measurement Group (TID 1501)
         tracking identifier and UID; finding: Pneumonia (SCT 233604007); finding site: Chest
         algorithm identification (TID 4019): device name, version, parameters
@@ -35,9 +36,12 @@ Comprehensive SR is the IOD highdicom builds TID 1500 in, and every PACS stores 
 The SR is COMPLETE, UNVERIFIED (no person has checked it) and PRELIMINARY (an aid to the
 radiologist's read, not a report).
 
-**Where and under which UIDs.** Results go into the source study (same StudyInstanceUID;
-the Patient and Study modules copied from the source) in new series: one SR series and one SC
-series per study and locked device. UIDs are derived (``generate_uid(entropy_srcs=...)``) from
+**Where and under which UIDs.** Results go into the source study in new series: one SR series
+and one SC series per study and locked device, their instances numbered 1, 2, ... in the order
+the study's images are answered. Every attribute of the source's Patient, General Study and
+Patient Study modules is copied byte for byte, invalid values included
+(:mod:`~cxr_device.runtime.result_identity`); a source without a usable StudyInstanceUID or
+SOPInstanceUID is not answerable (nothing says where its result belongs). UIDs are derived (``generate_uid(entropy_srcs=...)``) from
 the source SOPInstanceUID, the StudyInstanceUID and the device.json sha256, so the same image
 scored by the same device always gets the same result UIDs. That is deliberate: a re-sent image
 is not answered twice (an existing result file is kept, not rewritten), a result that is sent
@@ -46,21 +50,19 @@ that it was written cannot create a second, different result. A *new* device (ne
 (new SOPInstanceUID, as DICOM requires) or an image moved to another study gets a new result.
 To answer an image again with the same device, delete its result file.
 
+**The same UID again.** A source whose SOPInstanceUID was already answered in its study is a
+``duplicate`` when its dataset is the same (same digest: the existing result stands) and a
+``conflict`` when it is not: the second copy is never mixed into the first one's result or
+record; it is reported (and, in the node, refused and quarantined).
+
 Files: ``OUT/<StudyInstanceUID>/<SOPInstanceUID of the result>.dcm`` (SR and SC alike), written
-atomically, and ``OUT/<StudyInstanceUID>/study.json``: each image's status and result, and the
-study's chosen frontal image (:func:`choose_study_image`).
+atomically, and ``OUT/<StudyInstanceUID>/study.json`` (:mod:`~cxr_device.runtime.study_record`).
 """
 from __future__ import annotations
 
-import hashlib
 import io
-import json
-import os
-import re
 import tempfile
-import warnings
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -71,17 +73,18 @@ from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
 from ..errors import CxrDeviceError
-from .header_check import UNREADABLE
+from ..library_warnings import LibraryWarnings
+from . import study_record
+from .atomic import atomic_write
 from .pipeline import ACCEPTED, REFUSED, Prediction
+from .result_identity import CHARSET, SourceIdentity, identity_tags, uid_problem
+from .study_record import CONFLICT, DUPLICATE
 
 MANUFACTURER = "cxr-device"
 SR_SERIES_NUMBER, SC_SERIES_NUMBER = 9901, 9902
 SR_SERIES_DESCRIPTION = "cxr-device pneumonia result (AI, unverified)"
 SC_SERIES_DESCRIPTION = "cxr-device Grad-CAM - NOT FOR PRIMARY DIAGNOSIS"
 NOT_FOR_DIAGNOSIS = "NOT FOR PRIMARY DIAGNOSIS"
-STUDY_JSON = "study.json"
-STUDY_RULE = ("the accepted image with ViewPosition PA, else AP, else any accepted image; ties broken by the "
-              "lowest SOPInstanceUID (compared number by number)")
 
 PNEUMONIA = Code("233604007", "SCT", "Pneumonia")
 PRESENT, ABSENT = Code("52101004", "SCT", "Present"), Code("272519000", "SCT", "Absent")
@@ -96,10 +99,13 @@ WITH_FINDINGS = Code("111242", "DCM", "All algorithms succeeded; with findings")
 WITHOUT_FINDINGS = Code("111241", "DCM", "All algorithms succeeded; without findings")
 NOT_READ = Code("111245", "DCM", "No algorithms succeeded; without findings")
 COMMENT = Code("121106", "DCM", "Comment")
-#: Patient / study attributes highdicom reads from the source; Type 2, so empty when absent.
+#: Patient / study attributes highdicom reads from the source (Type 2): given empty to the
+#: builder, then replaced by the source's own elements (:class:`SourceIdentity`).
 _TYPE2_SOURCE = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID",
                  "StudyDate", "StudyTime", "ReferringPhysicianName")
-_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
+#: What the image library entry describes (TID 1602/1603), when the source has it.
+_LIBRARY_KEYWORDS = ("SOPClassUID", "SOPInstanceUID", "Rows", "Columns", "FrameOfReferenceUID")
+_PROJECTION = ("CR", "DX", "IO", "MG", "PX", "RF", "RG", "XA")
 
 
 class ResultError(CxrDeviceError):
@@ -161,25 +167,29 @@ class WrittenResult:
     status: str
     sr: Path | None = None
     sc: Path | None = None
-    existed: bool = False  # the result was already there (a re-sent or re-run image): kept as is
-    skipped: str = ""  # why no result could be written (no parsable dataset, no identifiers)
+    existed: bool = False  # the same content was answered before (a re-sent or re-run image): kept as is
+    conflict: bool = False  # other content was answered under this SOPInstanceUID: nothing written
+    skipped: str = ""  # why no result could be written (no parsable dataset, no usable identifiers)
+    invalid_identity: list[str] = field(default_factory=list)  # keywords copied although invalid for their VR
+    library_warnings: int = 0  # warnings pydicom / highdicom gave while building (values withheld)
 
 
 def study_folder_name(study_uid: str) -> str:
-    """The folder of a study: its UID when it is a well-formed UID, else ``study-<sha256[:16]>``."""
-    if len(study_uid) <= 64 and _UID.fullmatch(study_uid):
-        return study_uid
-    return "study-" + hashlib.sha256(study_uid.encode()).hexdigest()[:16]
+    """The folder of a study: its UID (only answerable images, whose StudyInstanceUID is a UID,
+    get one)."""
+    return str(study_uid).strip("\0 ")
 
 
 def answerable(prediction: Prediction) -> str:
-    """'' when a result can be written for this prediction, else why not."""
+    """'' when a result can be written for this prediction, else why not (no value quoted)."""
     ds = prediction.dataset
     if ds is None:
         return "no parsable DICOM dataset: nothing identifies the study to answer into"
-    missing = [k for k in ("StudyInstanceUID", "SOPInstanceUID", "SOPClassUID") if not str(ds.get(k, "")).strip()]
-    if missing:
-        return f"the dataset has no {', '.join(missing)}: the result could not reference it"
+    problems = [p for p in (uid_problem(ds, "StudyInstanceUID"), uid_problem(ds, "SOPInstanceUID")) if p]
+    if problems:
+        return f"{'; '.join(problems)}: a result could not be filed under it and reference it"
+    if not str(ds.get("SOPClassUID", "")).strip():
+        return "the dataset has no SOPClassUID: the result could not reference it"
     if str(ds.SOPClassUID) not in _known_sop_classes():
         return f"SOP class {ds.SOPClassUID} is not a standard storage class: the result could not reference it"
     return ""
@@ -187,72 +197,63 @@ def answerable(prediction: Prediction) -> str:
 
 def _known_sop_classes() -> frozenset[str]:
     """The SOP classes highdicom can copy patient and study modules from (its IOD table)."""
-    try:
-        from highdicom._standard_utils import get_sop_class_iod_map
-    except ImportError:  # a private helper: if it moves, let highdicom itself decide
-        from pydicom.uid import UID_dictionary
+    from highdicom._standard_utils import get_sop_class_iod_map
 
-        return frozenset(UID_dictionary)
     return frozenset(get_sop_class_iod_map())
 
 
+def _identity(prediction: Prediction) -> SourceIdentity:
+    """The identity captured when the source was parsed (else taken from the dataset now)."""
+    return prediction.identity if prediction.identity is not None else SourceIdentity.capture(prediction.dataset)
+
+
 def _evidence(ds: Dataset) -> Dataset:
-    """The source header the results copy from: every top-level attribute but the pixels;
-    values invalid for their VR dropped (emptied for the Type 2 patient and study attributes,
-    UIDs kept); those Type 2 attributes present (empty when the source lacks them)."""
-    evidence = Dataset()
-    for element in ds:
-        if element.tag.group < 0x7FE0 and element.keyword != "PixelData":
-            evidence.add(element)
-    for element in list(evidence):  # an invalid value would make the result invalid too
-        if element.VR != "SQ" and not element.keyword.endswith("UID") and not _valid(element):
-            if element.keyword in _TYPE2_SOURCE:
-                evidence[element.tag].value = ""
-            else:
-                del evidence[element.tag]
+    """The source header as the builders get it: every top-level attribute but the pixels, the
+    identity attributes and the character set; the Type 2 ones the builders read given empty.
+    The real identity is put back afterwards, byte for byte (:meth:`SourceIdentity.apply`)."""
+    evidence, identity = Dataset(), identity_tags()
+    for tag in ds.keys():
+        if tag.group < 0x7FE0 and tag not in identity and tag != CHARSET:
+            evidence.add(ds[tag])
     for keyword in _TYPE2_SOURCE:
-        if keyword not in evidence:
-            setattr(evidence, keyword, "")
+        setattr(evidence, keyword, "")
+    evidence.StudyInstanceUID = str(ds.StudyInstanceUID).strip("\0 ")
     return evidence
 
 
-def _valid(element) -> bool:
-    from pydicom import config
-    from pydicom.valuerep import validate_value
-
-    try:
-        values = element.value if element.VM > 1 else [element.value]
-        for value in values:
-            validate_value(element.VR, value, config.RAISE)
-    except Exception:  # noqa: BLE001 - any failure means "not a value to copy"
-        return False
-    return True
-
-
-@contextmanager
-def _quiet():
-    """highdicom and pydicom warn about odd source values (a one-part PatientName, ...) and quote
-    them: patient data must not reach a terminal or a log, and the values are copied verbatim
-    on purpose (they must match the PACS's record)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
+def _library_view(source: Dataset) -> Dataset:
+    """What the image library entry says of the source: rows, columns and frame of reference,
+    and a projection radiograph's orientation and imager pixel spacing when it has both."""
+    view = Dataset()
+    for keyword in _LIBRARY_KEYWORDS:
+        if source.get(keyword) not in (None, ""):
+            setattr(view, keyword, source.get(keyword))
+    orientation = [str(v) for v in (source.get("PatientOrientation") or [])]
+    spacing = source.get("ImagerPixelSpacing")
+    projection = str(source.get("Modality", "")) in _PROJECTION and len(orientation) == 2 \
+        and all(orientation) and spacing is not None and len(spacing) == 2
+    view.Modality = str(source.Modality) if projection else "OT"  # OT: the TID 1602 descriptors only
+    if projection:
+        view.PatientOrientation, view.ImagerPixelSpacing = orientation, spacing
+    return view
 
 
-def build_sr(prediction: Prediction, device: DeviceIdentity):
+def build_sr(prediction: Prediction, device: DeviceIdentity, instance_number: int = 1,
+             warned: LibraryWarnings | None = None):
     """The TID 1500 Comprehensive SR for one prediction (see the module notes)."""
-    with _quiet():
-        return _build_sr(prediction, device)
+    with warned or LibraryWarnings() as _:
+        return _build_sr(prediction, device, instance_number)
 
 
-def _build_sr(prediction: Prediction, device: DeviceIdentity):
+def _build_sr(prediction: Prediction, device: DeviceIdentity, instance_number: int):
     import highdicom as hd
 
     reason = answerable(prediction)
     if reason:
         raise ResultError(reason)
-    source = _evidence(prediction.dataset)
-    uids = result_uids(str(source.SOPInstanceUID), str(source.StudyInstanceUID), device.bundle_sha256)
+    ds = prediction.dataset
+    source = _evidence(ds)
+    uids = result_uids(str(ds.SOPInstanceUID), str(ds.StudyInstanceUID), device.bundle_sha256)
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
@@ -262,7 +263,7 @@ def _build_sr(prediction: Prediction, device: DeviceIdentity):
         name=device.name, version=device.version or "unknown",
         parameters=[f"device.json sha256 {device.bundle_sha256}",
                     f"threshold {device.threshold:.6g} ({device.threshold_rule or 'locked'})"])
-    image = hd.sr.SourceImageForMeasurementGroup(str(source.SOPClassUID), str(source.SOPInstanceUID))
+    image = hd.sr.SourceImageForMeasurementGroup(str(ds.SOPClassUID), str(ds.SOPInstanceUID))
     measurements, evaluations = [], []
     if prediction.status == ACCEPTED:
         measurements = [hd.sr.Measurement(name=PROBABILITY, value=float(prediction.probability), unit=NO_UNITS,
@@ -273,20 +274,18 @@ def _build_sr(prediction: Prediction, device: DeviceIdentity):
         tracking_identifier=hd.sr.TrackingIdentifier(uid=uids.tracking, identifier="cxr-device pneumonia"),
         finding_type=PNEUMONIA, finding_sites=[hd.sr.FindingSite(CHEST)], algorithm_id=algorithm,
         measurements=measurements or None, qualitative_evaluations=evaluations or None, source_images=[image])
-    context = hd.sr.ObservationContext(observer_device_context=observer)
-    try:  # the image library's descriptors come from the source header (orientation, spacing...)
-        report = hd.sr.MeasurementReport(observation_context=context, procedure_reported=PROCEDURE,
-                                         imaging_measurements=[group], referenced_images=[source])
-    except (AttributeError, IndexError, KeyError, TypeError, ValueError):  # a header that lacks them
-        report = hd.sr.MeasurementReport(observation_context=context, procedure_reported=PROCEDURE,
-                                         imaging_measurements=[group])
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(observer_device_context=observer),
+        procedure_reported=PROCEDURE, imaging_measurements=[group], referenced_images=[_library_view(ds)])
     report[0].ContentSequence.append(_qualitative_evaluations(prediction))
-    return hd.sr.ComprehensiveSR(
+    sr = hd.sr.ComprehensiveSR(
         evidence=[source], content=report[0], series_instance_uid=uids.sr_series, series_number=SR_SERIES_NUMBER,
-        sop_instance_uid=uids.sr_instance, instance_number=_instance_number(source), manufacturer=MANUFACTURER,
+        sop_instance_uid=uids.sr_instance, instance_number=instance_number, manufacturer=MANUFACTURER,
         is_complete=True, is_final=False, is_verified=False, series_description=SR_SERIES_DESCRIPTION,
         manufacturer_model_name=device.name[:64], software_versions=device.version or "unknown",
-        device_serial_number=device.bundle_sha256[:64])
+        device_serial_number=device.bundle_sha256[:64], specific_character_set=None)
+    _identity(prediction).apply(sr)
+    return sr
 
 
 def _positive(prediction: Prediction) -> bool:
@@ -316,55 +315,54 @@ def _qualitative_evaluations(prediction: Prediction):
     return container
 
 
-def _instance_number(source: Dataset) -> int:
-    try:
-        return max(1, int(source.get("InstanceNumber") or 1))
-    except (TypeError, ValueError):
-        return 1
-
-
 # --- the optional Secondary Capture ---------------------------------------------------------
-def build_secondary_capture(prediction: Prediction, device: DeviceIdentity, overlay: str | Path):
+def build_secondary_capture(prediction: Prediction, device: DeviceIdentity, overlay: str | Path,
+                            instance_number: int = 1, warned: LibraryWarnings | None = None):
     """An RGB Secondary Capture of the Grad-CAM overlay PNG with "NOT FOR PRIMARY DIAGNOSIS"
-    burned in (BurnedInAnnotation YES), in the source study."""
-    with _quiet():
-        return _build_secondary_capture(prediction, device, overlay)
+    burned in (BurnedInAnnotation YES), in the source study. Its pixels are the image, the map
+    and fixed text only: never a file name or a header value."""
+    with warned or LibraryWarnings() as _:
+        return _build_secondary_capture(prediction, device, overlay, instance_number)
 
 
-def _build_secondary_capture(prediction: Prediction, device: DeviceIdentity, overlay: str | Path):
+def _build_secondary_capture(prediction: Prediction, device: DeviceIdentity, overlay: str | Path,
+                             instance_number: int):
     import highdicom as hd
 
     reason = answerable(prediction)
     if reason:
         raise ResultError(reason)
-    source = _evidence(prediction.dataset)
-    uids = result_uids(str(source.SOPInstanceUID), str(source.StudyInstanceUID), device.bundle_sha256)
+    ds = prediction.dataset
+    source = _evidence(ds)
+    source.SOPInstanceUID, source.SOPClassUID = str(ds.SOPInstanceUID).strip("\0 "), ds.SOPClassUID
+    uids = result_uids(str(ds.SOPInstanceUID), str(ds.StudyInstanceUID), device.bundle_sha256)
     pixels = _bannered(Path(overlay))
-    orientation = [str(v) for v in (source.get("PatientOrientation") or [])]
+    orientation = [str(v) for v in (ds.get("PatientOrientation") or [])]
     known = len(orientation) == 2 and all(v and set(v) <= set("LRAPHF") for v in orientation)
     sc = hd.sc.SCImage.from_ref_dataset(
         ref_dataset=source, pixel_array=pixels, photometric_interpretation="RGB", bits_allocated=8,
         coordinate_system="PATIENT", series_instance_uid=uids.sc_series, series_number=SC_SERIES_NUMBER,
-        sop_instance_uid=uids.sc_instance, instance_number=_instance_number(source), manufacturer=MANUFACTURER,
+        sop_instance_uid=uids.sc_instance, instance_number=instance_number, manufacturer=MANUFACTURER,
         patient_orientation=tuple(orientation) if known else ("L", "F"), series_description=SC_SERIES_DESCRIPTION,
         manufacturer_model_name=device.name[:64], software_versions=device.version or "unknown",
-        transfer_syntax_uid="1.2.840.10008.1.2.1")
+        transfer_syntax_uid="1.2.840.10008.1.2.1", specific_character_set=None)
     if not known:
         sc.PatientOrientation = ""  # Type 2: unknown, not invented
     note = (f"{NOT_FOR_DIAGNOSIS}. Grad-CAM overlay of {device.name} {device.version} "
             f"(device.json sha256 {device.bundle_sha256[:16]}...): where the model looked; an aid to "
             "interpretation, not a diagnosis and not a localisation.")
-    if source.get("BodyPartExamined"):  # the chest is unpaired: Laterality stays absent
-        sc.BodyPartExamined = source.BodyPartExamined
-    if source.get("Laterality") or not source.get("BodyPartExamined"):
-        sc.Laterality = source.get("Laterality", "")  # Type 2C: copied, or empty when nothing is known
+    if ds.get("BodyPartExamined"):  # the chest is unpaired: Laterality stays absent
+        sc.BodyPartExamined = ds.BodyPartExamined
+    if ds.get("Laterality") or not ds.get("BodyPartExamined"):
+        sc.Laterality = ds.get("Laterality", "")  # Type 2C: copied, or empty when nothing is known
     sc.BurnedInAnnotation = "YES"
     sc.ConversionType = "WSD"
     sc.ImageComments = note
     sc.DerivationDescription = note[:1024]
     reference = Dataset()
-    reference.ReferencedSOPClassUID, reference.ReferencedSOPInstanceUID = source.SOPClassUID, source.SOPInstanceUID
+    reference.ReferencedSOPClassUID, reference.ReferencedSOPInstanceUID = ds.SOPClassUID, source.SOPInstanceUID
     sc.SourceImageSequence = [reference]
+    _identity(prediction).apply(sc)
     return sc
 
 
@@ -386,13 +384,14 @@ def _bannered(path: Path) -> np.ndarray:
 
 # --- writing --------------------------------------------------------------------------------
 def score_to_dicom(pipeline, inputs: list, out_dir: str | Path, secondary_capture: bool = False,
-                   heatmap_dir: Path | None = None, chunk: int = 64,
+                   heatmap_dir: Path | None = None, chunk: int = 64, received: dict[str, dict] | None = None,
                    **run_options) -> tuple[list[Prediction], list[WrittenResult]]:
     """Score ``inputs`` with a :class:`~cxr_device.runtime.pipeline.DevicePipeline` and write
     their DICOM results (:func:`write_results`), ``chunk`` inputs at a time so that parsed
     datasets do not pile up in memory. Grad-CAM maps for the Secondary Captures go to
-    ``heatmap_dir`` when given, else to a temporary folder removed at the end. The predictions
-    are returned without their datasets."""
+    ``heatmap_dir`` when given, else to a temporary folder removed at the end. ``received``:
+    per input path, what the node knows of its receipt (``received_at``, ``source_sha256``).
+    The predictions are returned without their datasets."""
     device = DeviceIdentity.from_bundle(pipeline.bundle)
     predictions: list[Prediction] = []
     written: list[WrittenResult] = []
@@ -401,9 +400,9 @@ def score_to_dicom(pipeline, inputs: list, out_dir: str | Path, secondary_captur
         for start in range(0, len(inputs), chunk):
             part = pipeline.run(list(inputs[start:start + chunk]), heatmap_dir=maps, keep_datasets=True,
                                 **run_options)
-            written += write_results(part, device, out_dir, secondary_capture)
+            written += write_results(part, device, out_dir, secondary_capture, received)
             for prediction in part:
-                prediction.dataset = None
+                prediction.dataset = prediction.identity = None
                 if heatmap_dir is None:
                     prediction.heatmap = ""
             predictions += part
@@ -411,28 +410,70 @@ def score_to_dicom(pipeline, inputs: list, out_dir: str | Path, secondary_captur
 
 
 def write_results(predictions: list[Prediction], device: DeviceIdentity, out_dir: str | Path,
-                  secondary_capture: bool = False) -> list[WrittenResult]:
+                  secondary_capture: bool = False, received: dict[str, dict] | None = None) -> list[WrittenResult]:
     """Write the SR (and, with ``secondary_capture``, the SC of accepted images that have a
-    heat map) of every prediction under ``out_dir/<StudyInstanceUID>/``, and update each
-    study's ``study.json``. An existing result file is kept (same UID, same answer); inputs
-    without a parsable dataset are listed with the reason (``skipped``). One entry per input."""
+    heat map) of every prediction under ``out_dir/<StudyInstanceUID>/`` and record the answer
+    in the study's ``study.json``. A SOPInstanceUID answered before is a duplicate (same
+    content: the existing result stands) or a conflict (other content: nothing is written or
+    recorded for it). Inputs that cannot be answered are listed with the reason (``skipped``).
+    One entry per input."""
     out = Path(out_dir)
-    written: list[WrittenResult] = []
-    for prediction in predictions:
-        ds = prediction.dataset
-        record = WrittenResult(prediction.sop_instance_uid, prediction.study_instance_uid, prediction.status)
-        record.skipped = answerable(prediction)
-        if not record.skipped:
-            folder = out / study_folder_name(str(ds.StudyInstanceUID))
-            uids = result_uids(str(ds.SOPInstanceUID), str(ds.StudyInstanceUID), device.bundle_sha256)
-            record.sr, record.existed = _write_once(folder / f"{uids.sr_instance}.dcm",
-                                                    lambda: build_sr(prediction, device))
-            if secondary_capture and prediction.status == ACCEPTED and prediction.heatmap:
-                record.sc, _ = _write_once(folder / f"{uids.sc_instance}.dcm",
-                                           lambda: build_secondary_capture(prediction, device, prediction.heatmap))
-            update_study_summary(folder, prediction, record)
-        written.append(record)
-    return written
+    return [_write_one(p, device, out, secondary_capture, (received or {}).get(p.path, {})) for p in predictions]
+
+
+def _write_one(prediction: Prediction, device: DeviceIdentity, out: Path, secondary_capture: bool,
+               receipt: dict) -> WrittenResult:
+    ds = prediction.dataset
+    record = WrittenResult(prediction.sop_instance_uid, prediction.study_instance_uid, prediction.status)
+    record.skipped = answerable(prediction)
+    if record.skipped:
+        return record
+    sop, study = str(ds.SOPInstanceUID).strip("\0 "), str(ds.StudyInstanceUID).strip("\0 ")
+    folder = out / study_folder_name(study)
+    digest = receipt.get("source_sha256") or (study_record.file_digest(prediction.path)
+                                              if Path(prediction.path).is_file() else None)
+    known = study_record.lookup(folder, sop, digest)
+    uids = result_uids(sop, study, device.bundle_sha256)
+    if known.state == CONFLICT:
+        record.conflict = True
+        study_record.record_conflict(folder, study, {"sop_instance_uid": sop, "source_sha256": digest,
+                                                     "at": study_record.utc_now(),
+                                                     "kept": "the first copy's result"})
+        return record
+    identity = _identity(prediction)
+    record.invalid_identity = identity.invalid_keywords()
+    if known.state == DUPLICATE:
+        record.existed = True
+        record.sr = folder / known.entry["sr"] if known.entry.get("sr") else None
+        record.sc = folder / known.entry["sc"] if known.entry.get("sc") else None
+        return record
+    sr_number, sc_number = study_record.next_instance_numbers(folder)
+    warned = LibraryWarnings()
+    record.sr, record.existed = _write_once(folder / f"{uids.sr_instance}.dcm",
+                                            lambda: build_sr(prediction, device, sr_number, warned))
+    sc_written = False
+    if secondary_capture and prediction.status == ACCEPTED and prediction.heatmap:
+        record.sc, existed = _write_once(
+            folder / f"{uids.sc_instance}.dcm",
+            lambda: build_secondary_capture(prediction, device, prediction.heatmap, sc_number, warned))
+        sc_written = not existed
+    record.library_warnings = warned.count
+    study_record.record_answer(folder, study, {
+        "sop_instance_uid": sop, "status": prediction.status, "view": str(ds.get("ViewPosition", "") or ""),
+        "probability": prediction.probability, "decision": prediction.decision,
+        "refusal": None if prediction.status == ACCEPTED else _refusal(prediction),
+        "sr": record.sr.name, "sr_instance_number": sr_number,
+        "sc": record.sc.name if record.sc else None, "sc_instance_number": sc_number if sc_written else None,
+        "source_sha256": digest, "received_at": receipt.get("received_at"),
+        "answered_at": study_record.utc_now(), "invalid_identity_values": record.invalid_identity})
+    return record
+
+
+def _refusal(prediction: Prediction) -> str:
+    """Why an image was not read, by rule ids (header values stay in the SR, not in study.json)."""
+    errors = [f["rule"] for f in prediction.findings if f.get("severity") == "error"]
+    return f"{prediction.status}: " + (", ".join(errors) if errors else (prediction.reason.split(":")[0][:80]
+                                                                         or prediction.status))
 
 
 def written_line(written: list[WrittenResult], out_dir: str | Path) -> str:
@@ -441,8 +482,17 @@ def written_line(written: list[WrittenResult], out_dir: str | Path) -> str:
     kept = sum(w.existed for w in written)
     sc = sum(w.sc is not None for w in new)
     skipped = sum(bool(w.skipped) for w in written)
-    return (f"DICOM results in {out_dir}: {len(new)} SR, {sc} SC written, {kept} already there"
-            + (f"; {skipped} input(s) without a DICOM dataset to answer into (no result)" if skipped else ""))
+    conflicts = sum(w.conflict for w in written)
+    invalid = sorted({k for w in written for k in w.invalid_identity})
+    line = f"DICOM results in {out_dir}: {len(new)} SR, {sc} SC written, {kept} already there"
+    if skipped:
+        line += f"; {skipped} input(s) not answerable (no result: see the report's reasons)"
+    if conflicts:
+        line += (f"; {conflicts} input(s) reuse a SOPInstanceUID already answered with other content: not answered "
+                 "(see study.json 'conflicts')")
+    if invalid:
+        line += (f"; identity values invalid for their VR copied verbatim (values not shown): {', '.join(invalid)}")
+    return line
 
 
 def _write_once(path: Path, build) -> tuple[Path, bool]:
@@ -451,65 +501,7 @@ def _write_once(path: Path, build) -> tuple[Path, bool]:
         return path, True
     dataset = build()
     buffer = io.BytesIO()
-    with _quiet():
+    with LibraryWarnings():
         dataset.save_as(buffer, enforce_file_format=True)
     atomic_write(path, buffer.getvalue())
     return path, False
-
-
-def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
-    """Write ``data`` to a temporary file in the same folder (flushed to disk when
-    ``durable``), then rename it over ``path``: a reader never sees a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.parent / f".tmp-{os.getpid()}-{os.urandom(4).hex()}-{path.name}"
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-
-
-# --- the study-level choice -------------------------------------------------------------------
-def _uid_key(uid: str) -> tuple:
-    try:
-        return (0, tuple(int(part) for part in uid.split(".")))
-    except ValueError:
-        return (1, uid)
-
-
-def choose_study_image(images: list[dict]) -> dict | None:
-    """The image that stands for the study (:data:`STUDY_RULE`), or None when no image was
-    accepted. ``images``: dicts with ``sop_instance_uid``, ``status`` and ``view``."""
-    accepted = [i for i in images if i.get("status") == ACCEPTED]
-    rank = {"PA": 0, "AP": 1}
-    return min(accepted, key=lambda i: (rank.get(str(i.get("view", "")).upper(), 2),
-                                        _uid_key(str(i["sop_instance_uid"]))), default=None)
-
-
-def update_study_summary(folder: Path, prediction: Prediction, record: WrittenResult) -> Path:
-    """Add (or replace) this image in ``folder/study.json`` and recompute the study's chosen
-    image. Not safe for two writers at once: the node has one worker."""
-    path = folder / STUDY_JSON
-    try:
-        summary = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        summary = {}
-    images = {i["sop_instance_uid"]: i for i in summary.get("images", [])}
-    ds = prediction.dataset
-    images[str(ds.SOPInstanceUID)] = {
-        "sop_instance_uid": str(ds.SOPInstanceUID), "status": prediction.status,
-        "view": str(ds.get("ViewPosition", "") or ""), "probability": prediction.probability,
-        "decision": prediction.decision, "sr": record.sr.name if record.sr else None,
-        "sc": record.sc.name if record.sc else None}
-    ordered = sorted(images.values(), key=lambda i: _uid_key(i["sop_instance_uid"]))
-    chosen = choose_study_image(ordered)
-    summary = {"study_instance_uid": str(ds.StudyInstanceUID), "images": ordered,
-               "chosen": chosen["sop_instance_uid"] if chosen else None, "rule": STUDY_RULE,
-               "counts": {s: sum(i["status"] == s for i in ordered) for s in (ACCEPTED, REFUSED, UNREADABLE)}}
-    atomic_write(path, (json.dumps(summary, indent=2) + "\n").encode())
-    return path

@@ -8,7 +8,7 @@ attribute is a finding of its own, an unreadable value is a finding naming the v
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -100,10 +100,10 @@ class Rule:
         # where the value is and how it is quoted are only worked out for a finding (speed)
         if self.age_range is not None:
             years = parse_age_years(value)
-            if math.isnan(years):
-                return Finding(self.id, WARNING, keyword, shown, self.expected(),
-                               f"{_where(keyword)} {_quoted(keyword, shown)} cannot be read as an age "
-                               "(expected e.g. 045Y, 006M, 010D or 81)")
+            if math.isnan(years):  # unknown, like a missing age: refused unless the rule is optional
+                finding = self._finding(keyword, shown, f"{_where(keyword)} {_quoted(keyword, shown)} cannot be read "
+                                                        "as an age (expected e.g. 045Y, 006M, 010D or 81)")
+                return replace(finding, severity=WARNING) if self.optional else finding
             lo, hi = self.age_range
             if not lo <= years <= hi:
                 return self._finding(keyword, shown, f"{_where(keyword)} is {_quoted(keyword, shown)} "

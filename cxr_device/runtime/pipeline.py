@@ -11,9 +11,13 @@ header checks were possible. Every input appears once, in input order; no PHI un
 ``show_phi``.
 
 With ``keep_datasets``, each result of a DICOM input that could be parsed (accepted, refused,
-or unreadable for its pixels) also carries the parsed dataset (:attr:`Prediction.dataset`):
-what the DICOM results (:mod:`cxr_device.runtime.dicom_results`) copy the patient and study
-modules from. It is never part of a report (:meth:`Prediction.as_dict` leaves it out).
+or unreadable for its pixels) also carries the parsed dataset (:attr:`Prediction.dataset`) and
+its patient and study identity as read, byte for byte, before anything converted a value
+(:attr:`Prediction.identity`): what the DICOM results
+(:mod:`cxr_device.runtime.dicom_results`) copy. Neither is ever part of a report.
+
+A Specific Character Set the device cannot decode refuses the image (rule
+``specific-character-set``): its names and identifiers could not be read reliably.
 
 ``predict``, ``assess`` and the DICOM node all score through :class:`DevicePipeline`.
 """
@@ -36,8 +40,10 @@ from ..imageio import DICOM_SUFFIXES, is_dicom, load_image
 from .bundle import Bundle
 from .header_check import FAIL, UNREADABLE, check_dataset, without_label
 from .inference import Predictor, save_overlay
+from .result_identity import SourceIdentity, charset_problem
 
 ACCEPTED, REFUSED = "accepted", "refused"
+CHARSET_RULE = "specific-character-set"
 NO_HEADER_NOTE = "not a DICOM: no header checks were possible"
 #: What the runtime scores: a file path, the bytes of a DICOM file, or a parsed dataset.
 DeviceInput = Union[str, Path, bytes, bytearray, Dataset]
@@ -62,10 +68,13 @@ class Prediction:
     phi: dict = field(default_factory=dict)
     #: The parsed DICOM (``run(..., keep_datasets=True)`` only); never in a report.
     dataset: Dataset | None = field(default=None, repr=False, compare=False)
+    #: Its patient and study identity as read (``keep_datasets`` only); never in a report.
+    identity: SourceIdentity | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict:
-        """The non-empty fields (status always), for JSON reports; never the dataset."""
-        values = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name != "dataset"}
+        """The non-empty fields (status always), for JSON reports; never the dataset or identity."""
+        values = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)
+                  if f.name not in ("dataset", "identity")}
         return {k: v for k, v in values.items() if v or k == "status"}
 
 
@@ -85,7 +94,7 @@ class DevicePipeline:
         results: list[Prediction] = []
         ready: list[tuple[Prediction, torch.Tensor, np.ndarray]] = []
         for source in inputs:
-            result, image = self._gate(source, allow_non_dicom, show_phi)
+            result, image = self._gate(source, allow_non_dicom, show_phi, keep_datasets)
             if not keep_datasets:
                 result.dataset = None
             results.append(result)
@@ -101,8 +110,8 @@ class DevicePipeline:
                     result.heatmap = str(self._heatmap(result, tensor, display, heatmap_dir))
         return results
 
-    def _gate(self, source: DeviceInput, allow_non_dicom: bool,
-              show_phi: bool) -> tuple[Prediction, np.ndarray | None]:
+    def _gate(self, source: DeviceInput, allow_non_dicom: bool, show_phi: bool,
+              keep_identity: bool = False) -> tuple[Prediction, np.ndarray | None]:
         """The result so far and the decoded image, or a refusal / unreadable with no image."""
         label = source_label(source)
         result = Prediction(label, ACCEPTED)
@@ -125,13 +134,20 @@ class DevicePipeline:
         except Exception as err:  # pydicom may fail in ways its docs do not list
             return _unreadable(result, f"unexpected error reading the header: {type(err).__name__}: {err}"), None
         result.dataset = ds
+        if keep_identity:  # before the rules convert any value
+            result.identity = SourceIdentity.capture(ds)
         check = check_dataset(ds, self.rules, label, show_phi)
         result.sop_instance_uid, result.phi = check.sop_instance_uid, check.phi
         result.study_instance_uid = str(ds.get("StudyInstanceUID", ""))
         result.series_instance_uid = str(ds.get("SeriesInstanceUID", ""))
         result.findings = [asdict(f) for f in check.findings]
-        if check.status == FAIL:
-            result.status, result.reason = REFUSED, "; ".join(f"{f.rule}: {f.message}" for f in check.errors)
+        charset = charset_problem(ds)
+        if charset:
+            result.findings.insert(0, {"rule": CHARSET_RULE, "severity": "error", "attribute": "SpecificCharacterSet",
+                                       "found": None, "expected": "a defined term", "message": charset})
+        errors = [f for f in result.findings if f["severity"] == "error"]
+        if check.status == FAIL or charset:
+            result.status, result.reason = REFUSED, "; ".join(f"{f['rule']}: {f['message']}" for f in errors)
             return result, None
         try:
             return result, dataset_pixels(ds, label)  # pixels of the same parse
@@ -148,10 +164,11 @@ class DevicePipeline:
         result.decision = self.predictor.decision(probability)
 
     def _heatmap(self, result: Prediction, tensor: torch.Tensor, display: np.ndarray, folder: Path) -> Path:
+        """The overlay's pixels are the image, the map and fixed text: never a file name, a header
+        value or anything that differs between two copies of one image (it may become a
+        Secondary Capture in the patient's study)."""
         folder.mkdir(parents=True, exist_ok=True)
-        lines = [Path(result.path).name, f"device decision: {result.decision} "
-                 f"(p = {result.probability:.3f}, threshold {result.threshold:.3f})"]
-        return save_overlay(display, self.predictor.grad_cam(tensor), folder / heatmap_name(result), lines)
+        return save_overlay(display, self.predictor.grad_cam(tensor), folder / heatmap_name(result), [])
 
 
 def heatmap_name(result: Prediction) -> str:
