@@ -19,6 +19,7 @@ examples:
   cxr-device submission --run runs/nih --out runs/nih/submission --profile my_device.yaml \\
       --format md,html,pdf --junit build/junit.xml
   cxr-device submission --run runs/nih --out draft --allow-findings      (a draft, findings listed in it)
+  cxr-device submission --verify runs/nih/submission --run runs/nih      (every number against the run)
 
 What is written (in --out): the device description, algorithm description, validation plan, 510(k)
 summary, labeling (IFU draft), PCCP and postmarket plan skeletons, and the appendices (provenance,
@@ -35,8 +36,15 @@ The words and values a person owns come from the device profile; start from
 fda_submission/profiles/device_profile.yaml. Everything else comes from the run: cohort/, eda/,
 model/, evaluation/, bundle/, assessment/.
 
-exit code: 0 rendered (or checked) with no consistency finding; 1 consistency findings (not
-rendered, or rendered with --allow-findings, or found by --check); 2 usage error or unusable input
+Every number a document prints is traced: trace.json says, for each, its document and section,
+the file of the run (or profile key) and the place in it; evidence/ carries the run's files the
+documents cite, the profile, the JUnit report and the derived values, each with its sha256.
+--verify PACKAGE --run RUN reads every number again from its source and every document back, and
+names each number that was edited, added, has no source, or no longer matches the run.
+
+exit code: 0 rendered (or checked, or verified) with no finding; 1 consistency findings (not
+rendered, or rendered with --allow-findings, or found by --check) or verification findings; 2 usage
+error or unusable input
 """
 
 
@@ -60,7 +68,21 @@ def submission_command(sub: argparse._SubParsersAction) -> None:
                    "every finding and every field to fill; write nothing")
     p.add_argument("--allow-findings", action="store_true", help="render even with consistency findings; every "
                    "document then lists them at its top (a draft, not for submission)")
+    p.add_argument("--verify", type=Path, metavar="PACKAGE", help="re-check a rendered package against --run: its "
+                   "evidence files, its derived values, every traced number read again from its source, and every "
+                   "number of its documents (edited, added or without a source); writes nothing")
     p.set_defaults(handler=_submission)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from .verify import verify_package
+
+    findings = verify_package(args.verify, args.run, args.profile)
+    for finding in findings:
+        print(finding.line())
+    print(f"{args.verify}: {len(findings)} finding(s) against run {args.run}" if findings else
+          f"{args.verify}: verified against run {args.run}: every evidence file, derived value and number matches")
+    return 1 if findings else 0
 
 
 def _submission(args: argparse.Namespace) -> int:
@@ -68,13 +90,17 @@ def _submission(args: argparse.Namespace) -> int:
 
     from .render import check_formats, prepare, report_lines, write_package
 
+    if args.verify:
+        if args.out or args.check:
+            raise CxrDeviceError("--verify checks a rendered package: give it with --run only (not --out or --check)")
+        return _verify(args)
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     if not args.check:
         if args.out is None:
             raise CxrDeviceError("--out is required to render the documents (or give --check to check only)")
         check_output_dir(args.out)
         check_formats(formats)
-    prepared = prepare(args.run, args.profile, matrix_rows(args.junit) if args.junit else None)
+    prepared = prepare(args.run, args.profile, matrix_rows(args.junit) if args.junit else None, args.junit)
     for line in report_lines(prepared):
         print(line)
     if args.check:

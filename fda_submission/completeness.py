@@ -22,7 +22,9 @@ def todo(key: str, what: str) -> str:
 
 def value_or_todo(value: object, key: str, what: str) -> str:
     """``value`` as text, or the marker when it is missing (None or empty)."""
-    return todo(key, what) if value is None or value == "" or value == [] else str(value)
+    if value is None or value == "" or value == []:
+        return todo(key, what)
+    return value if isinstance(value, str) else str(value)  # a traced text stays traced
 
 
 @dataclass

@@ -8,6 +8,7 @@ command that makes it.
 from __future__ import annotations
 
 import json
+from collections import ChainMap
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,9 @@ from cxr_device.runtime.input_rules import load_rules
 from cxr_device.splits import SPLITS
 from validation.assessment import ACCEPTANCE_METHODS, ASSESSMENT, PREDICTIONS
 
+from . import wording
 from .agreement import reader_agreement
+from .claims import claim_wording
 from .completeness import todo, value_or_todo
 from .document_control import controls, issue_date
 from .identity import device_identity
@@ -31,6 +34,7 @@ from .risk import load_risks, risk_rows, verify_risks
 from .sample_size import plan_study
 from .sbom import runtime_distributions
 from .trace import load_requirements
+from .tracing import Source
 from .training_data import development_images
 
 #: How the documents name the splits.
@@ -52,17 +56,24 @@ def build_context(run_dir: str | Path, profile: dict, junit_rows: list | None = 
     layout = RunLayout(run)
     read: dict[str, Path] = {}
 
-    def load_json(path: Path, command: str) -> dict:
+    sources: dict[str, Source] = {}
+
+    def load_json(path: Path, command: str, key: str | None = None) -> dict:
         read[str(path)] = _need(path, command)
+        if key:
+            sources[key] = Source(_relative(path, run))
         return json.loads(path.read_text())
 
-    train_summary = load_json(layout.train_summary, f"cxr-device train --out {run}")
+    train_summary = load_json(layout.train_summary, f"cxr-device train --out {run}", "train_summary")
     cohort_dir = Path(train_summary.get("cohort", {}).get("dir") or layout.cohort)
-    cohort = load_json(cohort_dir / COHORT_SUMMARY, f"cxr-device cohort --out {cohort_dir}")
-    eda = load_json(layout.eda_json, f"cxr-device eda --cohort {cohort_dir} --out {layout.eda}")
-    layers = load_json(layout.layers, f"cxr-device train --out {run}")
-    metrics = load_json(layout.metrics, f"cxr-device evaluate --run {run}")
-    device = load_json(layout.device_json, f"cxr-device evaluate --run {run}")
+    cohort = load_json(cohort_dir / COHORT_SUMMARY, f"cxr-device cohort --out {cohort_dir}", "cohort")
+    eda = load_json(layout.eda_json, f"cxr-device eda --cohort {cohort_dir} --out {layout.eda}", "eda")
+    layers = load_json(layout.layers, f"cxr-device train --out {run}", "layers")
+    metrics = load_json(layout.metrics, f"cxr-device evaluate --run {run}", "metrics")
+    device = load_json(layout.device_json, f"cxr-device evaluate --run {run}", "device")
+    sources.update(config=Source(_relative(layout.train_config, run)), history=Source(_relative(layout.history, run)),
+                   calibration=Source(_relative(layout.metrics, run), "calibration"),
+                   best_epoch=Source(_relative(layout.train_summary, run), "best_epoch"))
     config_path = _need(layout.train_config, f"cxr-device train --out {run}")
     history_path = _need(layout.history, f"cxr-device train --out {run}")
     rules_path = _need(layout.bundle / RULES, f"cxr-device evaluate --run {run}")
@@ -86,6 +97,7 @@ def build_context(run_dir: str | Path, profile: dict, junit_rows: list | None = 
         read[agreement["path"]] = Path(agreement["path"])
 
     identity = device_identity(layout.device_json, device, profile)
+    claim = claim_wording(profile, profile["device_name"])
     date = issue_date(profile, run)
     population = derived(profile["population"], profile["study"]["sites"])
     study = profile["study"]
@@ -132,7 +144,7 @@ def build_context(run_dir: str | Path, profile: dict, junit_rows: list | None = 
         "population": population,
         "development_images": development_images(cohort_csv),
         "left_out": left_out,
-        "assessments": assessments,
+        "assessment_files": assessments,
         "acceptance_methods": ACCEPTANCE_METHODS,
         "sample_size": plan.as_dict(),
         "prevalence_source": "profile: expected_prevalence" if profile["expected_prevalence"]
@@ -149,16 +161,43 @@ def build_context(run_dir: str | Path, profile: dict, junit_rows: list | None = 
         else _relative(Path(risk_file), run),
         "hazards": hazards,
         "risk_problems": verify_risks(hazards, {r["id"] for r in requirements}, junit_rows),
-        "classification": classification(profile),
+        "claim": claim,
+        "rule_counts": {"error": sum(r.severity == "error" for r in rules.rules),
+                        "warning": sum(r.severity == "warning" for r in rules.rules)},
+        "trace_summary": {"verified": sum(r["status"] == "verified" for r in junit_rows or []),
+                          "total": len(junit_rows or [])},
+        "soup_licences": soup_licences(runtime),
+        "ttn": None,
+        "classification": classification(profile, claim),
         "todo": todo,
         "value_or_todo": value_or_todo,
         "figures": {k: v for k, v in figures.items() if v.is_file()},
         "provenance": [{"file": _relative(p, run), "sha256": sha256_file(p)} for _, p in sorted(read.items())
                        if p.is_file()],
     }
+    context["sources"] = sources
+    add_texts(context)
+    return context
+
+
+def add_texts(context: dict) -> dict:
+    """The texts built from the context's numbers (the assessments' views, limitations, known
+    issues, risk rows, captions, the calibration and decisions): built again on the traced
+    context, so that their numbers are traced too."""
+    context["assessments"] = [ChainMap(wording.assessment_view(a), a) for a in context["assessment_files"]]
+    context["intended_assessments"] = [a for a in context["assessments"] if a.get("accepted")
+                                       and a.get("in_population") is not False and not a.get("development")]
+    context["outside_assessments"] = [a for a in context["assessments"] if a.get("in_population") is False]
     context["limitations"] = limitations(context)
     context["known_issues"] = known_issues(context)
-    context["risks"] = risk_rows(hazards, junit_rows, context)
+    context["risks"] = risk_rows(context["hazards"], context["trace"], context)
+    context["captions"] = wording.captions(context)
+    context["eda_figures"] = wording.eda_figures(context)
+    context["calibration_text"] = wording.calibration_text(context)
+    context["decisions"] = wording.decisions(context)
+    context["decisions_text"] = wording.decisions_text(context)
+    context["decisions_on_internal"] = wording.decisions_on_internal(context)
+    context["monitoring"] = wording.monitoring(context)
     return context
 
 
@@ -243,19 +282,17 @@ def reference_standard(dataset: str, cohort: dict) -> dict:
             "source": "cohort/summary.json"}
 
 
-def classification(profile: dict) -> dict:
-    """The proposed classification, with markers for what the owner must confirm or fill."""
+def classification(profile: dict, claim: dict) -> dict:
+    """The proposed classification (the claim's regulation and product code), with markers for what
+    the owner must confirm or fill."""
     c = profile["classification"]
-    regulation = c["regulation"] or ("21 CFR 892.2080 (radiological computer-aided triage and notification "
-                                      "software)" if c["device_type"] == "CADt" else None)
-    return {"device_type": c["device_type"],
-            "regulation": value_or_todo(regulation, "classification.regulation", "regulation number"),
-            "regulation_source": "profile: classification.regulation" if c["regulation"] else
-            "proposed from classification.device_type (CADt)" if regulation else "",
-            "product_code": value_or_todo(c["product_code"], "classification.product_code", "product code"),
+    return {"regulation": claim["regulation"], "regulation_title": claim["regulation_title"],
+            "product_code": claim["product_code"],
+            "regulation_source": "profile: claim.regulation" if profile["claim"]["regulation"] else
+            f"implied by the claim ({claim['name']})",
             "device_class": value_or_todo(c["device_class"], "classification.device_class", "device class"),
             "confirmed": c["confirmed"],
-            "confirmation": "confirmed by the owner (profile: classification.confirmed)" if c["confirmed"] else
+            "confirmation": "confirmed by the owner" if c["confirmed"] else
             todo("classification.confirmed", "the owner confirms the classification")}
 
 
@@ -327,3 +364,12 @@ def limitations(context: dict) -> list[dict]:
                 f"({row['n_positive']} positive and {row['n_images'] - row['n_positive']} negative test images).",
                 "evaluation/metrics.json")
     return out
+
+
+def soup_licences(runtime) -> list[dict]:
+    """The runtime's licences: how many distributions carry each, and what each constrains."""
+    by_licence: dict[str, dict] = {}
+    for d in runtime:
+        row = by_licence.setdefault(d.licence, {"licence": d.licence, "n": 0, "constraint": d.constraint})
+        row["n"] += 1
+    return sorted(by_licence.values(), key=lambda r: (-r["n"], r["licence"]))

@@ -17,15 +17,21 @@ from .completeness import todo, value_or_todo
 
 #: Every document of the package: name -> (code, title). The order is the reading order.
 DOCUMENTS: dict[str, tuple[str, str]] = {
+    "package_index": ("IDX", "Package index: scope, documents, fields to complete, evidence"),
     "device_description": ("DD", "Device description, classification and indications for use"),
     "algorithm_description": ("AD", "Algorithm description"),
     "validation_plan": ("VP", "Validation plan"),
     "summary_510k": ("510K", "510(k) summary (skeleton)"),
     "labeling": ("IFU", "Instructions for use and labeling (draft)"),
+    "risk_management": ("RMF", "Risk management file (ISO 14971)"),
+    "usability": ("HF", "Usability engineering summary (IEC 62366-1)"),
     "pccp": ("PCCP", "Predetermined change control plan (skeleton)"),
     "postmarket_plan": ("PMS", "Postmarket monitoring plan"),
-    "appendices": ("APP", "Appendices: provenance, SOUP and SBOM, traceability, risk management"),
+    "appendices": ("APP", "Appendices: provenance, SOUP and SBOM, traceability"),
 }
+#: Documents long enough to open with a contents list.
+LONG_DOCUMENTS = frozenset({"algorithm_description", "validation_plan", "appendices", "risk_management",
+                            "software_documentation", "cybersecurity"})
 
 
 @dataclass(frozen=True)
@@ -56,9 +62,12 @@ def controls(profile: dict, date: IssueDate) -> dict[str, dict]:
     approvers = [{"name": a["name"], "role": a["role"]} for a in dc["approvers"]] or \
         [{"name": todo("document_control.approvers", "approver name"),
           "role": todo("document_control.approvers", "approver role")}]
-    return {name: {"name": name, "id": f"{prefix}-{code}", "code": code, "title": title,
-                   "revision": value_or_todo(dc["revision"], "document_control.revision", "revision"),
+    revision = value_or_todo(dc["revision"], "document_control.revision", "revision")
+    history = [{"revision": r["revision"], "date": r["date"].isoformat() if hasattr(r["date"], "isoformat")
+                else str(r["date"]), "description": r["description"]} for r in dc.get("history") or []] or \
+        [{"revision": revision, "date": date.text, "description": "first issue"}]
+    return {name: {"name": name, "id": f"{prefix}-{code}", "code": code, "title": title, "revision": revision,
                    "date": date.text, "date_source": date.source,
                    "author": value_or_todo(dc["author"], "document_control.author", "author"),
-                   "approvers": approvers}
+                   "approvers": approvers, "history": history, "long": name in LONG_DOCUMENTS}
             for name, (code, title) in DOCUMENTS.items()}

@@ -49,16 +49,29 @@ class Study(_Section):
     refusal_limit: Fraction = 0.05
     simulation_replicates: Annotated[int, Field(ge=100, le=200_000)] = 2000
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
+    collection_window_months: Annotated[int, Field(ge=1, le=120)] = 12  # the longest a site collects
+    subgroup_margin: Fraction = 0.10  # a level's sensitivity this far below the overall one fails validation
+
+
+class Claim(_Section):
+    """The device's one claim (fda_submission/claims.yaml): CADt (triage and notification, 21 CFR
+    892.2080, QFM) or CADe (detection, 21 CFR 892.2070, MYN). Regulation and product code follow
+    from the type unless given; a pair of the other claim is a consistency finding."""
+
+    type: Literal["cadt", "cade"] = "cadt"
+    regulation: MaybeText = None  # None: the one the claim implies
+    product_code: MaybeText = None  # None: the one the claim implies
 
 
 class Classification(_Section):
-    """Regulatory classification proposed by the documents; the owner confirms it."""
+    """Device class, proposed by the documents; the owner confirms it. (``device_type``,
+    ``regulation`` and ``product_code`` of earlier profiles are read into ``claim``.)"""
 
-    device_type: Literal["CADt", "CADe", "CADx"] = "CADt"
-    regulation: MaybeText = None  # None: 21 CFR 892.2080 for CADt, to be completed otherwise
-    product_code: MaybeText = None
     device_class: MaybeText = None
     confirmed: bool = False
+    device_type: Literal["CADt", "CADe"] | None = None  # earlier profiles: the claim's type
+    regulation: MaybeText = None  # earlier profiles: claim.regulation
+    product_code: MaybeText = None  # earlier profiles: claim.product_code
 
 
 class Predicate(_Section):
@@ -78,6 +91,12 @@ class Approver(_Section):
     role: Text
 
 
+class Revision(_Section):
+    revision: Text
+    date: dt.date
+    description: Text
+
+
 class DocumentControl(_Section):
     """Identification and approval of every document."""
 
@@ -86,6 +105,7 @@ class DocumentControl(_Section):
     date: dt.date | None = None  # None: the date the device was locked (manifest.json, evaluate step)
     author: MaybeText = None
     approvers: list[Approver] = Field(default_factory=list)
+    history: list[Revision] = Field(default_factory=list)  # earlier revisions first; [] : this one, "first issue"
 
 
 class Hazard(_Section):
@@ -123,7 +143,8 @@ class Postmarket(_Section):
 
     owner: MaybeText = None
     review_interval_months: Annotated[int, Field(ge=1, le=60)] = 3
-    flag_rate_band: Fraction = 0.5  # review when the share flagged moves by more than this fraction of its released value
+    flag_rate_band: Fraction = 0.5  # earlier profiles: a relative band (now exact p-chart limits, review_volume)
+    review_volume: Annotated[int, Field(ge=10, le=10_000_000)] = 500  # studies per review period (p-chart limits)
     complaint_process: MaybeText = None
 
 
@@ -144,9 +165,11 @@ class DeviceProfile(BaseModel):
     version: Text
     manufacturer: MaybeText
     contact: MaybeText
-    intended_use: Text
-    clinical_workflow: Text
+    claim: Claim
+    intended_use: MaybeText  # None: the claim's wording (fda_submission/claims.yaml), filled from this profile
+    clinical_workflow: MaybeText  # None: the claim's workflow
     user: Text
+    readers: Text  # who reads every study in the standard of care (the workflow and labeling name them)
     false_positive_impact: Text
     false_negative_impact: Text
     population: Population
@@ -172,7 +195,7 @@ class DeviceProfile(BaseModel):
 
 #: Sections merged key by key with the defaults.
 SECTIONS = {"acceptance": Acceptance, "population": Population, "training_data": TrainingData, "study": Study,
-            "classification": Classification, "predicate": Predicate, "document_control": DocumentControl,
+            "claim": Claim, "classification": Classification, "predicate": Predicate, "document_control": DocumentControl,
             "risks": Risks, "pccp": Pccp, "postmarket": Postmarket, "owner_text": OwnerText}
 
 
@@ -202,7 +225,14 @@ def load_profile(path: str | Path | None = None) -> dict[str, Any]:
 
 
 def _legacy(profile: dict[str, Any]) -> dict[str, Any]:
-    """The earlier top-level comorbidity lists moved into the population (when it has none)."""
+    """Earlier keys read into their place: the comorbidity lists into the population (when it has
+    none), classification.device_type / regulation / product_code into the claim."""
+    classification, claim = profile["classification"], profile["claim"]
+    if classification.get("device_type"):
+        claim["type"] = classification["device_type"].lower()
+    for key in ("regulation", "product_code"):
+        if classification.get(key) and not claim[key]:
+            claim[key] = classification[key]
     population = profile["population"]
     for old, new in (("include_comorbidities", "comorbidities_include"),
                      ("exclusions_comorbidities", "comorbidities_separate")):

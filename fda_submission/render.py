@@ -52,11 +52,26 @@ from .completeness import MARKER, CompletenessItem, completeness_report
 from .consistency import Finding, check_claims, check_consistency
 from .context import build_context
 from .document_control import DOCUMENTS
+from .evidence import traced_context, write_evidence
 from .flowchart import draw_flowchart
+from .layout import Finished, finish, placeholder
 from .profile import load_profile
 from .sbom import build_sbom
+from .tracing import (
+    Expr,
+    TracedFloat,
+    TracedInt,
+    TracedList,
+    TracedMapping,
+    TracedStr,
+    TraceRecorder,
+    recording,
+    stop_recording,
+    strip_marks,
+)
 
 FORMATS = ("md", "html", "pdf")
+TRACE_JSON, TRACE_FORMAT = "trace.json", "cxr-device-trace/1"
 BANNER = "SYNTHETIC DATA - NOT FOR SUBMISSION"
 FINDINGS_BANNER = "OPEN CONSISTENCY FINDINGS - NOT FOR SUBMISSION"
 CHECKS_JSON = "checks.json"
@@ -77,7 +92,7 @@ class ConsistencyError(CxrDeviceError):
                          + "\n".join(line for f in findings for line in f.lines()))
 
 
-# --- filters -------------------------------------------------------------------------------
+# --- filters: every number a template prints goes through one (traced when it is traced) -------
 def f3(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
@@ -86,7 +101,7 @@ def pct(value, digits: int = 1) -> str:
     return "n/a" if value is None else f"{100 * value:.{digits}f}%"
 
 
-def ci(metric: dict) -> str:
+def ci(metric) -> str:
     lo, hi = metric["ci95"]
     if metric["value"] is None:
         return "n/a"
@@ -100,40 +115,100 @@ def pair(interval) -> str:
 
 
 def thousands(value) -> str:
-    return "n/a" if value is None else f"{int(value):,}"
+    if value is None:
+        return "n/a"
+    return format(value, ",.0f") if isinstance(value, float) else format(value, ",")
+
+
+_PERCENT_SPEC = re.compile(r"%([-+ 0#]*\d*(?:\.\d+)?)([diouxXeEfFgGs%])")
+
+
+def percent_format(spec: str, *args) -> str:
+    """Jinja's ``format`` filter (``"%.4g" | format(x)``), through :func:`format` so that a
+    traced number stays traced."""
+    values = iter(args)
+
+    def one(match: re.Match) -> str:
+        flags, kind = match.groups()
+        if kind == "%":
+            return "%"
+        value = next(values)
+        return format(value, flags + ("d" if kind in "iu" else "" if kind == "s" else kind))
+
+    return _PERCENT_SPEC.sub(one, spec)
+
+
+def length(value) -> int:
+    """Jinja's ``length``, traced for a traced list or mapping."""
+    if isinstance(value, (TracedList, TracedMapping)):
+        return TracedInt(len(value), Expr("len", (value.ref,)))
+    return len(value)
+
+
+def _finalize(value):
+    """What ``{{ value }}`` prints: a traced number or profile text keeps its trace."""
+    if isinstance(value, (TracedInt, TracedFloat, TracedStr)):
+        return format(value, "")
+    return value
 
 
 def _environment(html: bool) -> Environment:
     env = Environment(loader=PackageLoader("fda_submission", "templates"), autoescape=html,
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-    env.filters.update(f3=f3, pct=pct, ci=ci, thousands=thousands, pair=pair)
-    env.globals.update(pct=pct)
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+                      finalize=_finalize)
+    env.filters.update(f3=f3, pct=pct, ci=ci, thousands=thousands, pair=pair, format=percent_format,
+                       length=length, count=length)
+    env.globals.update(pct=pct, ref=lambda key: placeholder(*key.split(":", 1), define=False),
+                       table=lambda key, caption: f"*{placeholder('tab', key, define=True)}: {caption}*")
     return env
 
 
 # --- the package ---------------------------------------------------------------------------
 @dataclass
 class Prepared:
-    """A package ready to write: its context, its Markdown, its findings and fields to fill."""
+    """A package ready to write: its context (plain, and traced for rendering), the recorder of
+    its traced numbers, its finished Markdown, its findings and fields to fill."""
 
     context: dict
-    markdown: dict[str, str]
+    traced: dict
+    recorder: TraceRecorder
+    finished: dict[str, Finished]
     findings: list[Finding]
     completeness: list[CompletenessItem]
+    junit: Path | None = None
+
+    @property
+    def markdown(self) -> dict[str, str]:
+        """The final Markdown of each document."""
+        return {name: f.text for name, f in self.finished.items()}
+
+    @property
+    def untraced(self) -> list[dict]:
+        """Numbers the documents print without a source."""
+        return [u for f in self.finished.values() for u in f.untraced]
 
 
 def prepare(run_dir: str | Path, profile_path: str | Path | None = None,
-            trace_rows: list | None = None) -> Prepared:
+            trace_rows: list | None = None, junit: str | Path | None = None) -> Prepared:
     """Build the context, render every document to Markdown in memory and run the consistency
     and completeness checks; nothing is written."""
     profile = load_profile(profile_path)
     context = build_context(run_dir, profile, trace_rows)
     names = {key: f"{key}.png" for key in [*context["figures"], "flowchart"]}
-    texts = _markdown(context, names, [])
-    findings = check_consistency(context) + check_claims(texts, context)
-    if findings:
-        texts = _markdown(context, names, findings)
-    return Prepared(context, texts, findings, completeness_report(texts))
+    recorder = TraceRecorder()
+    token = recording(recorder)
+    try:
+        traced_ctx = traced_context(context)
+        raw, finished = _markdown(traced_ctx, names, [], recorder)
+        plain = {name: strip_marks(text) for name, text in raw.items()}
+        findings = check_consistency(context) + check_claims(plain, context)
+        if findings:
+            raw, finished = _markdown(traced_ctx, names, findings, recorder)
+            plain = {name: strip_marks(text) for name, text in raw.items()}
+    finally:
+        stop_recording(token)
+    return Prepared(context, traced_ctx, recorder, finished, findings, completeness_report(plain),
+                    Path(junit) if junit else None)
 
 
 def check_formats(formats: tuple[str, ...]) -> None:
@@ -175,21 +250,30 @@ def write_package(prepared: Prepared, out_dir: str | Path, formats: tuple[str, .
     for key, source in figures.items():
         if source.parent != figures_dir:
             shutil.copyfile(source, figures_dir / f"{key}.png")
+            if source.with_suffix(".svg").is_file():  # the vector drawing the HTML and PDF embed
+                shutil.copyfile(source.with_suffix(".svg"), figures_dir / f"{key}.svg")
     names = {key: f"{key}.png" for key in figures}
     written: dict[str, list[Path]] = {f: [] for f in formats}
-    for document, (_, title) in DOCUMENTS.items():
-        if "md" in formats:
-            written["md"].append(write_text(out / f"{document}.md", prepared.markdown[document]))
-        if "html" in formats or "pdf" in formats:
-            body_md = _render(True, document, context, prepared.findings,
-                              lambda key, caption: _figure_html(figures_dir, names, key, caption),
-                              lambda *pair_args: _pair_html(figures_dir, names, *pair_args))
-            page = _page(title, context, prepared.findings, markdown.markdown(
-                body_md, extensions=["tables", "toc", "sane_lists", SafeLinks()]))
-            if "html" in formats:
-                written["html"].append(write_text(out / f"{document}.html", page))
-            if "pdf" in formats:
-                written["pdf"].append(_write_pdf(page, out / f"{document}.pdf", context["issue_date"]["text"]))
+    token = recording(prepared.recorder)
+    try:
+        for document, (code, title) in DOCUMENTS.items():
+            if "md" in formats:
+                written["md"].append(write_text(out / f"{document}.md", prepared.markdown[document]))
+            if "html" in formats or "pdf" in formats:
+                extra = {"owner_fields": owner_fields(prepared.finished)} if document == INDEX else {}
+                body_md = _render(True, document, {**prepared.traced, **extra}, prepared.findings,
+                                  Figures(figures_dir, names, html=True))
+                body_md = finish(body_md, code, document, prepared.recorder, html=True).text
+                page = _page(title, context, prepared.findings, markdown.markdown(
+                    body_md, extensions=["tables", "toc", "sane_lists", SafeLinks()]))
+                if "html" in formats:
+                    written["html"].append(write_text(out / f"{document}.html", page))
+                if "pdf" in formats:
+                    written["pdf"].append(_write_pdf(page, out / f"{document}.pdf", context["issue_date"]["text"]))
+    finally:
+        stop_recording(token)
+    written["trace"] = [write_text(out / TRACE_JSON, json.dumps(trace_record(prepared), indent=2) + "\n")]
+    write_evidence(out, context, prepared.junit)
     identity = context["identity"]
     sbom = build_sbom(identity, context["runtime"], context["issue_date"]["text"], context["profile"]["manufacturer"])
     written["sbom"] = [write_text(out / context["sbom_name"], sbom)]
@@ -235,23 +319,55 @@ def _write_pdf(page: str, path: Path, issued: str) -> Path:
 
 
 def checks_record(prepared: Prepared) -> dict:
-    """What checks.json holds: the device, the findings and the fields to fill."""
+    """What checks.json holds: the device, the findings, the fields to fill, the untraced numbers."""
     return {"device": prepared.context["identity"]["text"],
             "consistency_findings": [f.as_dict() for f in prepared.findings],
             "to_be_completed": [{"field": i.field, "documents": i.documents, "occurrences": i.occurrences}
-                                for i in prepared.completeness]}
+                                for i in prepared.completeness],
+            "untraced_numbers": prepared.untraced}
 
 
-def _markdown(context: dict, names: dict[str, str], findings: list[Finding]) -> dict[str, str]:
-    return {document: _render(False, document, context, findings, lambda key, caption: _figure_md(names, key, caption),
-                              lambda *args: _pair_md(names, *args))
-            for document in DOCUMENTS}
+def trace_record(prepared: Prepared) -> dict:
+    """What trace.json holds: every number each document prints, in order, with its source."""
+    return {"format": TRACE_FORMAT, "run": prepared.context["run"]["name"],
+            "device": prepared.context["identity"]["text"],
+            "documents": {name: {"code": DOCUMENTS[name][0], "file": f"{name}.md", "numbers": f.numbers,
+                                 "tokens": f.tokens}
+                          for name, f in prepared.finished.items()}}
 
 
-def _render(html_mode: bool, document: str, context: dict, findings: list[Finding], figure, figure_pair) -> str:
+INDEX = "package_index"
+
+
+def _markdown(context: dict, names: dict[str, str], findings: list[Finding], recorder: TraceRecorder
+              ) -> tuple[dict[str, str], dict[str, Finished]]:
+    """Every document rendered (raw, with the tracer's markers) and finished as Markdown. The
+    package index comes last: it lists the owner fields of all the others."""
+    figures = Figures(None, names, html=False)
+    raw, finished = {}, {}
+    for document in [d for d in DOCUMENTS if d != INDEX] + [INDEX]:
+        extra = {"owner_fields": owner_fields(finished)} if document == INDEX else {}
+        raw[document] = _render(False, document, {**context, **extra}, findings, figures)
+        finished[document] = finish(raw[document], DOCUMENTS[document][0], document, recorder, html=False)
+    return raw, finished
+
+
+def owner_fields(finished: dict[str, Finished]) -> list[dict]:
+    """Every field a person must fill, once, with the documents that show it."""
+    fields: dict[tuple, dict] = {}
+    for document, f in finished.items():
+        for item in f.owner_fields:
+            entry = fields.setdefault((item["what"], item["where"]), {**item, "documents": []})
+            code = DOCUMENTS[document][0]
+            if code not in entry["documents"]:
+                entry["documents"].append(code)
+    return list(fields.values())
+
+
+def _render(html_mode: bool, document: str, context: dict, findings: list[Finding], figures: Figures) -> str:
     title = DOCUMENTS[document][1]
     return _environment(html_mode).get_template(f"{document}.md.j2").render(
-        **context, title=title, banner=BANNER, findings=findings, figure=figure, figure_pair=figure_pair)
+        **context, title=title, banner=BANNER, findings=findings, figure=figures.figure, figure_grid=figures.grid)
 
 
 # --- links and images: nothing live, nothing fetched --------------------------------------------
@@ -299,42 +415,51 @@ class SafeLinks(Extension):
 
 
 # --- figures ------------------------------------------------------------------------------------
-def _figure_md(names: dict, key: str, caption: str) -> str:
-    if key not in names:
-        return ""  # a figure the run could not make; the templates say why (eda.json "skipped")
-    return f"![{caption}](figures/{names[key]})\n\n*Figure: {caption}*"
+class Figures:
+    """The figure helpers a template calls: ``figure(key, caption)`` and ``figure_grid([(key,
+    caption), ...])`` (two columns in HTML). Each figure is numbered by the renderer; in HTML an
+    SVG is embedded when the run drew one (vector, legible at any size), else the PNG."""
 
+    def __init__(self, folder: Path | None, names: dict[str, str], html: bool):
+        self.folder, self.names, self.html = folder, names, html
 
-def _pair_md(names: dict, key1: str, caption1: str, key2: str, caption2: str) -> str:
-    return "\n\n".join(p for p in (_figure_md(names, key1, caption1), _figure_md(names, key2, caption2)) if p)
+    def figure(self, key: str, caption: str):
+        if key not in self.names:
+            return ""  # a figure the run could not make; the templates say why (eda.json "skipped")
+        label = placeholder("fig", key, define=True)
+        if not self.html:
+            return f"![{strip_marks(caption)}](figures/{self.names[key]})\n\n*{label}: {caption}*"
+        return self._tag(key, caption, "wide" if self._wide(key) else "")
 
+    def grid(self, items) -> str | Markup:
+        present = [(key, caption) for key, caption in items if key in self.names]
+        if not self.html or len(present) < 2:
+            return "\n\n".join(str(self.figure(key, caption)) for key, caption in present)
+        cells = Markup("").join(self._tag(key, caption, "cell") for key, caption in present)
+        return Markup('<div class="grid">{cells}</div>').format(cells=cells)
 
-def _figure_tag(folder: Path, names: dict, key: str, caption: str, css: str = "") -> Markup:
-    if key not in names:
-        return Markup("")
-    data = base64.b64encode((folder / names[key]).read_bytes()).decode()
-    return Markup('<figure{w}><img alt="{c}" src="data:image/png;base64,{d}"><figcaption>Figure: {c}</figcaption>'
-                  "</figure>").format(w=Markup(f' class="{css}"' if css else ""), c=caption, d=Markup(data))
+    def _source(self, key: str) -> tuple[str, str]:
+        """(MIME type, base64) of the figure: its SVG beside the PNG when there is one."""
+        png = self.folder / self.names[key]
+        svg = png.with_suffix(".svg")
+        if svg.is_file():
+            return "image/svg+xml", base64.b64encode(svg.read_bytes()).decode()
+        return "image/png", base64.b64encode(png.read_bytes()).decode()
 
+    def _tag(self, key: str, caption: str, css: str) -> Markup:
+        mime, data = self._source(key)
+        return Markup('<figure{w}><img alt="{a}" src="data:{m};base64,{d}"><figcaption>{n}: {c}</figcaption>'
+                      "</figure>").format(w=Markup(f' class="{css}"' if css else ""), a=strip_marks(caption), c=caption,
+                                          m=Markup(mime), d=Markup(data), n=Markup(placeholder("fig", key, define=True)))
 
-def _figure_html(folder: Path, names: dict, key: str, caption: str) -> Markup:
-    """One figure; the flowchart and figures twice as wide as high take the whole text width."""
-    wide = key == "flowchart"
-    if key in names and not wide:
+    def _wide(self, key: str) -> bool:
+        """The flowchart and figures twice as wide as high take the whole text width."""
+        if key == "flowchart":
+            return True
         from PIL import Image
 
-        with Image.open(folder / names[key]) as image:
-            wide = image.size[0] >= 1.8 * image.size[1]
-    return _figure_tag(folder, names, key, caption, "wide" if wide else "")
-
-
-def _pair_html(folder: Path, names: dict, key1: str, caption1: str, key2: str, caption2: str) -> Markup:
-    """Two figures side by side (one alone takes the width)."""
-    present = [(k, c) for k, c in ((key1, caption1), (key2, caption2)) if k in names]
-    if len(present) < 2:
-        return Markup("").join(_figure_tag(folder, names, k, c) for k, c in present)
-    return Markup('<div class="pair">{a}{b}</div>').format(a=_figure_tag(folder, names, *present[0], "half"),
-                                                           b=_figure_tag(folder, names, *present[1], "half"))
+        with Image.open(self.folder / self.names[key]) as image:
+            return image.size[0] >= 1.8 * image.size[1]
 
 
 def _page(title: str, context: dict, findings: list[Finding], body: str) -> str:

@@ -42,7 +42,7 @@ def development_images(cohort_csv: Path) -> dict:
     sample = {"n": len(train) - unreadable, "requested": len(train), "unreadable": unreadable,
               "min_side": min(sides) if sides else None, "max_side": max(sides) if sides else None,
               "modes": dict(sorted(modes.items()))}
-    return {"n_images": int(len(frame)), "formats": dict(sorted(formats.items())),
+    return {"n_images": int(len(frame)), "formats": dict(sorted(formats.items())), "kinds": " and ".join(sorted(formats)),
             "dicom": set(formats) == {"DICOM"}, "sample": sample}
 
 

@@ -1,0 +1,105 @@
+"""What the package carries to prove its numbers: the traced context, and the evidence folder.
+
+:func:`traced_context` wraps the documents' context (:func:`fda_submission.context.build_context`)
+so that every number knows its source (:mod:`fda_submission.tracing`): the run's files by their
+path relative to the run, the device profile (``profile``), and the values the renderer derives
+from them (the statistical plan, the population's bands, the SOUP list, the risk rows...), which
+are recorded in the package as ``evidence/derived.json``.
+
+``evidence/`` (:func:`write_evidence`) holds a copy of every run file the documents read, the
+profile as loaded, the JUnit report and ``derived.json``, and ``index.json`` with the sha256 of
+each and where it came from: ``cxr-device submission --verify`` fails when one is missing,
+altered, or no longer the run's.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cxr_device.hashing import sha256_file
+
+from .tracing import PROFILE, Source, TracedMapping, traced, untraced
+
+EVIDENCE = "evidence"
+DERIVED = "derived.json"
+INDEX = "index.json"
+PROFILE_COPY = "profile.yaml"
+JUNIT_COPY = "junit.xml"
+RUN_FILES = "run"
+#: Context keys the renderer derives from the run and the profile (recorded in derived.json).
+DERIVED_KEYS = ("identity", "claim", "rule_counts", "trace_summary", "soup_licences", "population", "development_images", "left_out", "sample_size", "expected", "agreement",
+                "soup", "trace", "requirements", "hazards", "classification", "rules", "provenance")
+
+
+def traced_context(context: dict) -> dict:
+    """A copy of ``context`` whose data carry their sources; the texts built from numbers
+    (limitations, known issues, risk rows) are built again from the traced numbers."""
+    from .context import add_texts
+
+    out = dict(context)
+    for key, source in context["sources"].items():
+        out[key] = traced(context[key], source)
+    out["profile"] = traced(context["profile"], Source(PROFILE))
+    out["assessment_files"] = [_traced_assessment(a) for a in context["assessment_files"]]
+    for key in DERIVED_KEYS:
+        out[key] = traced(context[key], Source(DERIVED, key))
+    return add_texts(out)
+
+
+def _traced_assessment(assessment: dict) -> TracedMapping:
+    """An assessment.json traced to its file; what the renderer added to it, to derived.json."""
+    added = {k: Source(DERIVED, f"assessments.{assessment['folder']}.{k}") for k in ("population_fit", "in_population")}
+    return TracedMapping(assessment, Source(assessment["file"]), added)
+
+
+def derived_record(context: dict) -> dict:
+    """What ``derived.json`` holds: every derived value the documents may print (plain JSON)."""
+    record = {key: untraced(context[key]) for key in DERIVED_KEYS}
+    record["assessments"] = {a["folder"]: {"population_fit": untraced(a.get("population_fit")),
+                                           "in_population": a.get("in_population")} for a in context["assessments"]}
+    return json.loads(json.dumps(record, default=str))
+
+
+def write_evidence(package: Path, context: dict, junit: Path | None) -> dict:
+    """Copy the run files the documents read, the profile, the JUnit report and derived.json into
+    ``package/evidence`` and write its index (file -> sha256 and origin). Returns the index."""
+    root = package / EVIDENCE
+    root.mkdir(parents=True, exist_ok=True)
+    run = Path(context["run"]["path"])
+    index: dict[str, dict] = {}
+    for item in context["provenance"]:
+        source = Path(item["file"]) if Path(item["file"]).is_absolute() else run / item["file"]
+        target = root / RUN_FILES / _safe_relative(item["file"])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        index[target.relative_to(package).as_posix()] = {"sha256": sha256_file(target), "run_file": item["file"]}
+    manifest = run / "manifest.json"
+    if manifest.is_file():
+        target = root / RUN_FILES / "manifest.json"
+        shutil.copyfile(manifest, target)
+        index[target.relative_to(package).as_posix()] = {"sha256": sha256_file(target), "run_file": "manifest.json"}
+    (root / PROFILE_COPY).write_text(yaml.safe_dump(_plain_profile(context["profile"]), sort_keys=True,
+                                                    allow_unicode=True))
+    index[f"{EVIDENCE}/{PROFILE_COPY}"] = {"sha256": sha256_file(root / PROFILE_COPY), "run_file": None}
+    if junit is not None and Path(junit).is_file():
+        shutil.copyfile(junit, root / JUNIT_COPY)
+        index[f"{EVIDENCE}/{JUNIT_COPY}"] = {"sha256": sha256_file(root / JUNIT_COPY), "run_file": None}
+    (root / DERIVED).write_text(json.dumps(derived_record(context), indent=2, sort_keys=True) + "\n")
+    index[f"{EVIDENCE}/{DERIVED}"] = {"sha256": sha256_file(root / DERIVED), "run_file": None}
+    (root / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    return index
+
+
+def _plain_profile(profile: dict) -> Any:
+    """The profile as YAML-safe data (dates as ISO text)."""
+    return json.loads(json.dumps(untraced(profile), default=str))
+
+
+def _safe_relative(name: str) -> str:
+    """A run-relative path as a path inside evidence/run (an absolute one keeps its tail)."""
+    path = Path(name)
+    return Path(*path.parts[1:]).as_posix() if path.is_absolute() else path.as_posix()
