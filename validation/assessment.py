@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -149,7 +150,8 @@ def assess(bundle: Bundle, inputs: InputSet, out_dir: str | Path, name: str, acc
                    "threshold_rule": bundle.meta["threshold"].get("rule"),
                    "calibration": bundle.meta.get("calibration", {"method": "none"})},
         "inputs": {**inputs.description, "source": inputs.kind, "n_labelled": len(inputs.items),
-                   "n_excluded": len(inputs.excluded), "excluded": inputs.excluded,
+                   "n_excluded": len(inputs.excluded), "excluded_by_reason": excluded_by_reason(inputs),
+                   "excluded": inputs.excluded,
                    "n_outside_set": len(inputs.outside),
                    "outside_set_listed_in": OUTSIDE_SET if inputs.outside else None,
                    "n_positive": int(frame["label"].sum()), "n_negative": int((frame["label"] == 0).sum())},
@@ -175,6 +177,11 @@ def assess(bundle: Bundle, inputs: InputSet, out_dir: str | Path, name: str, acc
     document = finite(document)
     (out / ASSESSMENT).write_text(json.dumps(document, indent=2) + "\n")
     return document
+
+
+def excluded_by_reason(inputs: InputSet) -> dict[str, int]:
+    """How many inputs were excluded before scoring, by reason (``conflicting_label`` ...)."""
+    return dict(sorted(Counter(e["reason"] for e in inputs.excluded).items()))
 
 
 def left_out(document: dict) -> int:
@@ -216,6 +223,8 @@ def summary_lines(document: dict) -> list[str]:
     lines = [f"assessment {document['name']}: {inputs['n_labelled']} labelled inputs ({inputs['n_positive']} positive), "
              f"{scoring['n_accepted']} scored, {scoring['n_not_scored']} refused or unreadable, "
              f"{inputs['n_excluded']} excluded before scoring"
+             + (" (" + ", ".join(f"{n} {reason}" for reason, n in inputs.get("excluded_by_reason", {}).items()) + ")"
+                if inputs["n_excluded"] else "")
              + (f"; {inputs['n_outside_set']:,} metadata row(s) name images the set does not hold (listed in "
                 f"{OUTSIDE_SET}, not counted as left out)" if inputs.get("n_outside_set") else "")]
     if accepted is None:
