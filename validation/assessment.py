@@ -9,8 +9,10 @@ Outputs in ``OUT`` (default ``RUN/assessment/NAME``): ``predictions.csv`` (one r
 input, scored or not), ``assessment.json`` and figures. Performance is reported two ways: over
 the accepted inputs, and with every refused or unreadable input counted as a failure of the
 device (a missed positive, a false alarm). Every metric has a 95% interval with its method
-named: AUROC by DeLong and by patient bootstrap; sensitivity and specificity by Clopper-Pearson
-(exact), Wilson and patient bootstrap. The shift report compares the internal test split of the
+named: AUROC by DeLong and by bootstrap; sensitivity and specificity by Clopper-Pearson (exact),
+Wilson and bootstrap. The bootstrap resamples patients (a DICOM's patient is its hashed
+PatientID and IssuerOfPatientID); an input whose source records no patient id is its own unit,
+and ``bootstrap.unit`` says so. The shift report compares the internal test split of the
 bundle's own run with this set, metric by metric.
 """
 from __future__ import annotations
@@ -56,23 +58,37 @@ def score(bundle: Bundle, inputs: InputSet, progress: bool = False) -> pd.DataFr
     bar.close()
     rows = []
     for item, result in zip(inputs.items, results):
-        patient = item.patient or getattr(result, "patient_key", "") or item.key
-        rows.append({"key": item.key, "patient": patient, "label": item.label, "status": result.status,
+        rows.append({"key": item.key, "patient": item.patient, "label": item.label, "status": result.status,
                      "probability": result.probability, "decision": result.decision or "",
                      "reason": result.reason, "age_years": item.age_years, "sex": item.sex, "view": item.view})
     return pd.DataFrame(rows, columns=PREDICTION_COLUMNS)
 
 
+def bootstrap_units(accepted: pd.DataFrame) -> tuple[pd.Series, str]:
+    """The unit each accepted input is resampled with - its patient, or the image itself when the
+    source records no patient id - and how the report names that unit (never "patient" when
+    no input has a patient id)."""
+    known = accepted["patient"] != ""
+    units = ("patient " + accepted["patient"]).where(known, "image " + accepted["key"])
+    if known.all():
+        return units, "patient"
+    if not known.any():
+        return units, "image (no patient ids)"
+    return units, f"patient; image for the {int((~known).sum())} of {len(known)} inputs without a patient id"
+
+
 def standalone_metrics(accepted: pd.DataFrame, threshold: float, n_bootstrap: int, seed: int) -> dict:
-    """Every metric over the accepted inputs, each with its 95% interval(s) and method."""
+    """Every metric over the accepted inputs, each with its 95% interval(s) and method;
+    ``n_patients`` is None when no input has a patient id."""
     probs, labels = accepted["probability"].to_numpy(float), accepted["label"].to_numpy(float)
-    patients = accepted["patient"].to_numpy()
     counts = {k: int(v) for k, v in confusion(probs, labels, threshold).items()}
-    boot = bootstrap(probs, labels, patients, threshold, n_bootstrap, seed)
+    boot = bootstrap(probs, labels, bootstrap_units(accepted)[0].to_numpy(), threshold, n_bootstrap, seed)
     point = from_confusion(counts)
     tp, fp, tn, fn = counts["tp"], counts["fp"], counts["tn"], counts["fn"]
+    known = accepted["patient"][accepted["patient"] != ""]
     out = {
-        "n_images": int(len(accepted)), "n_patients": int(accepted["patient"].nunique()),
+        "n_images": int(len(accepted)), "n_patients": int(known.nunique()) if len(known) else None,
+        "n_without_patient_id": int(len(accepted) - len(known)),
         "n_positive": int(labels.sum()), "prevalence": float(labels.mean()) if len(labels) else None,
         "confusion": counts,
         "auroc": {"value": boot["auroc"]["value"], "delong": delong(probs, labels),
@@ -164,7 +180,8 @@ def assess(bundle: Bundle, inputs: InputSet, out_dir: str | Path, name: str, acc
         "accepted": metrics,
         "all_inputs": with_refusals_as_failures(frame),
         "note": None if usable else "the accepted inputs do not hold both classes: metrics are undefined",
-        "bootstrap": {"n": n_bootstrap, "seed": seed, "unit": "patient", "interval": "percentile 95%"},
+        "bootstrap": {"n": n_bootstrap, "seed": seed, "unit": bootstrap_units(accepted)[1] if usable else None,
+                      "interval": "percentile 95%"},
         "subgroups": _subgroups(accepted, threshold, n_bootstrap, seed) if usable else [],
         "predictive_values_at_intended_prevalence": predictive_values_at(intended_prevalence, metrics)
         if usable and intended_prevalence else None,
@@ -190,7 +207,7 @@ def left_out(document: dict) -> int:
 
 
 def _subgroups(accepted: pd.DataFrame, threshold: float, n_bootstrap: int, seed: int) -> list[dict]:
-    frame = accepted.rename(columns={"patient": "patient_id"})
+    frame = accepted.assign(patient_id=bootstrap_units(accepted)[0])
     recorded = frame["age_years"].notna().any() or (frame["sex"] != "").any() or (frame["view"] != "").any()
     return subgroup_table(frame.fillna({"sex": "", "view": ""}), threshold, n_bootstrap, seed) if recorded else []
 
@@ -239,6 +256,8 @@ def summary_lines(document: dict) -> list[str]:
         f"  F1 {a['f1']['value']:.3f}, Brier {a['brier']['value']:.3f}, ECE {a['ece']['value']:.3f} "
         f"at the locked threshold {document['device']['threshold']:.4g}",
     ]
+    lines.append(f"  bootstrap unit: {document['bootstrap']['unit']}"
+                 + (f" ({a['n_patients']} patient(s) among {a['n_images']} images)" if a["n_patients"] else ""))
     everything = document["all_inputs"]
     lines.append(f"  with refusals counted as failures: sensitivity {everything['sensitivity']['value']:.3f}, "
                  f"specificity {everything['specificity']['value']:.3f}")

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pydicom
 
 from cxr_device import exclusions as ex
 from cxr_device.class_folders import read_class_folders
@@ -46,7 +48,7 @@ class LabelledInput:
     key: str  # how the image is named in the outputs: image id or path relative to the source
     path: Path
     label: int
-    patient: str  # a pseudonymous patient key ("" when the source records none)
+    patient: str  # a pseudonymous patient key ("" when the source records none: the image is its own unit)
     age_years: float | None = None
     sex: str = ""
     view: str = ""
@@ -121,6 +123,7 @@ def from_dicom_labels(dicom_dir: str | Path, labels_csv: str | Path) -> InputSet
     Rows naming one file (by its resolved path) are read together: when they agree, the first is
     used and each further row is a ``duplicate_label`` exclusion; when they disagree, the file is
     not scored and every one of its rows is a ``conflicting_label`` exclusion naming all of them.
+    Each patient is the file's PatientID (with IssuerOfPatientID), hashed (:func:`patient_key`).
     """
     folder, labels_path = Path(dicom_dir), Path(labels_csv)
     if not folder.is_dir():
@@ -150,7 +153,7 @@ def from_dicom_labels(dicom_dir: str | Path, labels_csv: str | Path) -> InputSet
                                     else f"{where}: {path} is not under {folder}"}))
             continue
         path = files[resolved]
-        items.append(LabelledInput(_relative(path, folder), path, int(label), ""))
+        items.append(LabelledInput(_relative(path, folder), path, int(label), patient_key(path)))
     listed = [entry for _, entry in sorted(excluded, key=lambda pair: pair[0])]
     for resolved, path in sorted(files.items(), key=lambda kv: str(kv[1])):
         if resolved not in groups:
@@ -173,6 +176,20 @@ def _label_row_problems(rows: list[tuple[int, str, str]], labels_path: Path) -> 
     return [(line, {"key": raw, "reason": DUPLICATE_LABEL,
                     "detail": f"{labels_path} line {line}: {raw} is labelled {label} again, an exact duplicate of "
                               f"line {first_line}"}) for line, raw, label in rows[1:]]
+
+
+def patient_key(path: Path) -> str:
+    """The file's patient as a pseudonym: sha256 of IssuerOfPatientID and PatientID (hex), so no
+    identifier is ever written; "" when the header names no patient or cannot be read."""
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID", "IssuerOfPatientID"])
+    except Exception:  # noqa: BLE001 - an unreadable file is reported by the scoring, not here
+        return ""
+    patient = str(ds.get("PatientID", "") or "").strip()
+    if not patient:
+        return ""
+    issuer = str(ds.get("IssuerOfPatientID", "") or "").strip()
+    return hashlib.sha256(json.dumps([issuer, patient]).encode()).hexdigest()
 
 
 def _relative(path: Path, folder: Path) -> str:
