@@ -190,6 +190,32 @@ def _data(where: str, given: Any, seed: int, resolved: Callable[[str | None], st
     return synthetic, cohort
 
 
+def input_folders(config: RunConfig) -> dict[str, Path]:
+    """The folders the run reads images from, by the key that names them (``data.images[0]``,
+    ``assess[1].dicom`` ...): the data's image roots and class folders and the assessed sets'
+    image folders. A cohort an assessment reads is not one: it may be the run's own."""
+    roots = {f"data.images[{i}]": p for i, p in enumerate(config.cohort.images)}
+    roots.update({"data.folders": config.cohort.folders} if config.cohort.folders else {})
+    for i, s in enumerate(config.assess):
+        roots.update({f"assess[{i}].{key}": s[key] for key in ("folders", "dicom") if s[key]})
+        roots.update({f"assess[{i}].images[{j}]": p for j, p in enumerate(s["images"])})
+    return {key: Path(path).resolve() for key, path in roots.items()}
+
+
+def check_run_folder(config: RunConfig, out: str | Path) -> None:
+    """Refuse a run folder inside a folder the run reads images from, or one holding such a folder:
+    the run's files would land among its inputs (a PNG of a figure among the training images, a
+    changed listing re-running the cohort), or its steps would write beside them."""
+    run = Path(out).resolve()
+    for key, root in input_folders(config).items():
+        if run == root or root in run.parents:
+            raise CxrDeviceError(f"{out}: the run folder is inside {root}, the input folder of {key} in "
+                                 f"{config.source}: its outputs would land among the inputs; choose an --out outside it")
+        if run in root.parents:
+            raise CxrDeviceError(f"{root}, the input folder of {key} in {config.source}, is inside the run folder "
+                                 f"{out}, where the run writes its files; move the inputs or choose another --out")
+
+
 def threshold_policy(evaluate: dict):
     """The :class:`~validation.threshold.ThresholdPolicy` of an ``evaluate:`` section (checked at load:
     a target policy needs its target)."""
