@@ -69,7 +69,8 @@ def synth_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    settings = SynthSettings(args.n_patients, args.seed, args.image_size, args.prevalence)
+    settings = SynthSettings(n_patients=args.n_patients, seed=args.seed, image_size=args.image_size,
+                             prevalence=args.prevalence)
     csv_path = generate(args.out, settings, progress=_progress(args))
     print(f"synthetic dataset (not patient data): {csv_path}  images under {args.out}/images_*/images/")
     return EXIT_OK

@@ -32,14 +32,17 @@ import pydantic.dataclasses
 from pydantic import AfterValidator, Field
 
 from cxr_device.cohort import CohortSettings
+from cxr_device.eda import PixelSample
 from cxr_device.errors import CxrDeviceError
 from cxr_device.filters import Filters
 from cxr_device.run_layout import is_safe_name
 from cxr_device.synth import METADATA_NAME, SynthSettings
 from cxr_device.train_config import config_from_dict
 from cxr_device.validated import (
+    RANGE,
     SETTINGS,
-    NonNegativeInt,
+    Proportion,
+    Replicates,
     Seed,
     build,
     check_keys,
@@ -67,7 +70,7 @@ class _Header:
 class EdaSettings:
     """``eda:``: images per class decoded for intensity histograms (0 skips them), and their seed."""
 
-    pixel_sample: NonNegativeInt = 100
+    pixel_sample: PixelSample = 100
     seed: Seed = 0
 
 
@@ -76,14 +79,14 @@ class EvaluateSettings:
     """``evaluate:``: bootstrap replicates, seed, the target-sensitivity rule, the rules file, the
     calibration and the threshold policy (see ``cxr-device evaluate --help``)."""
 
-    bootstrap: Annotated[int, Field(ge=100)] = 2000
+    bootstrap: Replicates = 2000
     seed: Seed = 0
-    target_sensitivity: Annotated[float, Field(gt=0, le=1)] = 0.9
+    target_sensitivity: Proportion = 0.9
     rules: str | None = None
     calibration: Literal["platt", "temperature", "none"] = "platt"
     threshold_policy: Literal["max_f1", "youden", "target_sensitivity", "target_specificity", "f1_plateau"] = "max_f1"
-    threshold_target: Annotated[float, Field(gt=0, le=1)] | None = None
-    plateau_tolerance: Annotated[float, Field(ge=0, lt=1)] = 0.01
+    threshold_target: Proportion | None = None
+    plateau_tolerance: Annotated[float, Field(ge=0, lt=1), RANGE] = 0.01
 
 
 @pydantic.dataclasses.dataclass(frozen=True, config=SETTINGS)
@@ -98,7 +101,7 @@ class AssessSettings:
     images: list[str] = field(default_factory=list)
     dicom: str | None = None
     labels: str | None = None
-    bootstrap: Annotated[int, Field(ge=100)] = 2000
+    bootstrap: Replicates = 2000
     seed: Seed = 0
 
 
@@ -178,7 +181,6 @@ def _data(where: str, given: Any, seed: int, resolved: Callable[[str | None], st
                                  f"remove data.{', data.'.join(generated_over)} or data.synthetic")
         spec = check_keys(f"{where}: data.synthetic", data.pop("synthetic"), field_names(SynthSettings))
         synthetic = build(SynthSettings, where, _seeded(spec, seed), "data.synthetic.")
-        _validated(where, "data.synthetic", synthetic.validate)
     filters = build(Filters, where, {k: data.pop(k) for k in FILTER_KEYS & set(data)}, "data.")
     filters = replace(filters, sexes=_upper(filters.sexes), views=_upper(filters.views))
     cohort = build(CohortSettings, where, {**_seeded(data, seed), "filters": filters}, "data.")

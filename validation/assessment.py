@@ -29,6 +29,7 @@ from cxr_device.provenance import producer
 from cxr_device.runtime.bundle import Bundle
 from cxr_device.runtime.pipeline import ACCEPTED, DevicePipeline, Prediction
 from cxr_device.safe_text import spreadsheet_cell
+from cxr_device.validated import Replicates, Seed, check_setting
 
 from . import figures as fig
 from .assessment_inputs import InputSet
@@ -147,6 +148,8 @@ def assess(bundle: Bundle, inputs: InputSet, out_dir: str | Path, name: str, acc
            progress: bool = False) -> dict:
     """Score ``inputs`` with the locked ``bundle``; write predictions.csv, assessment.json and
     figures into ``out_dir``; return assessment.json's content."""
+    check_setting(Replicates, n_bootstrap, "bootstrap")
+    check_setting(Seed, seed, "seed")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     frame = score(bundle, inputs, progress)
