@@ -87,6 +87,15 @@ def known_issues(context: dict[str, Any]) -> list[dict]:
                 f"{a['inputs']['n_labelled'] + a['inputs']['n_excluded']}; with refusals counted as failures "
                 f"sensitivity is {_f(a['all_inputs']['sensitivity']['value'])} and specificity "
                 f"{_f(a['all_inputs']['specificity']['value'])}.", f"{where}: scoring, all_inputs")
+        scored = a.get("accepted") or {}
+        if scored.get("n_patients") and scored["n_patients"] < scored["n_images"]:
+            add(f"Several images per patient: {a['name']}",
+                f"{scored['n_images']:,} scored images of {scored['n_patients']:,} patient(s). The validation plan's "
+                "unit is one study per patient; the DeLong and Clopper-Pearson intervals, and the acceptance judged "
+                "on them, treat every image as independent and are too narrow when a patient's images agree. The "
+                "patient-bootstrap intervals account for it" + (", but over one patient they cannot vary at all."
+                                                                 if scored["n_patients"] == 1 else "."),
+                f"{where}: accepted.n_images, accepted.n_patients")
         unit = (a.get("bootstrap") or {}).get("unit")
         if unit and unit != "patient":
             add(f"Bootstrap not by patient: {a['name']}", f"The bootstrap unit of this set is '{unit}': inputs "

@@ -104,6 +104,7 @@ _path = st.sampled_from(["a.dcm", "b.dcm", "c.dcm", "./a.dcm", "sub/../b.dcm", "
 _label = st.sampled_from(["0", "1", " 1", "0 ", "2", "yes", ""])
 
 
+@pytest.mark.requirement("REQ-DATA-001")
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rows=st.lists(st.tuples(_path, _label), min_size=1, max_size=12))
 def test_any_mix_of_duplicate_and_conflicting_rows_is_counted_exactly(three_files, rows):

@@ -38,7 +38,9 @@ def test_twelve_files_of_one_patient_are_one_patient_and_no_id_is_written(traine
     out = tmp_path / "out"
     code = main(["assess", "--bundle", str(trained_run / "bundle"), "--name", "one", "--dicom", str(folder),
                  "--labels", str(labels), "--out", str(out), "--bootstrap", "200"])
-    assert code == 0 and "bootstrap unit: patient (1 patient(s) among 12 images)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert code == 0 and "bootstrap unit: patient (1 patient(s) among 12 images)" in printed
+    assert "NOTE: several images per patient: DeLong and Clopper-Pearson" in printed
     document = json.loads((out / ASSESSMENT).read_text())
     accepted = document["accepted"]
     assert accepted["n_images"] == 12 and accepted["n_patients"] == 1 and document["bootstrap"]["unit"] == "patient"
@@ -86,4 +88,15 @@ def test_without_patient_ids_the_unit_is_the_image_in_the_json_the_terminal_and_
     table = algorithm.split("#### no-ids")[1].split("####")[0]
     assert "| bootstrap 95% (unit: image (no patient ids)) |" in table and "patient bootstrap" not in table
     assert "| images (patients) | 12 (no patient ids) |" in table
-    assert "Bootstrap not by patient: no-ids" in algorithm
+    assert "Bootstrap not by patient: no-ids" in algorithm and "Several images per patient: no-ids" not in algorithm
+
+
+def test_the_documents_say_when_images_of_one_patient_were_counted_as_independent(run, make_dicom, tmp_path):
+    folder, labels = _set(make_dicom, tmp_path, 12, PatientID="PAT-0042")
+    assess(load_bundle(run / "bundle"), from_dicom_labels(folder, labels), run / "assessment" / "one", "one",
+           n_bootstrap=200)
+    render_documents(run, tmp_path / "docs", formats=("md",))
+    algorithm = (tmp_path / "docs" / "algorithm_description.md").read_text()
+    assert "| images (patients) | 12 (1) |" in algorithm and "| patient bootstrap 95% |" in algorithm
+    issue = algorithm.split("Several images per patient: one")[1].split("\n")[0]
+    assert "12 scored images of 1 patient(s)" in issue and "over one patient they cannot vary at all" in issue

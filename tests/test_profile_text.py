@@ -57,7 +57,7 @@ def _strings(value, key=""):
         yield key, value
 
 
-@pytest.mark.requirement("REQ-DOC-001")
+@pytest.mark.requirement("REQ-INPUT-002")
 def test_escape_codes_in_the_profile_reach_neither_the_terminal_nor_the_documents(run, tmp_path, capsys):
     profile = _profile(tmp_path / "profile.yaml", HOSTILE)
     main(["submission", "--run", str(run), "--check", "--profile", str(profile)])
@@ -84,6 +84,7 @@ def _hostile_profile(texts: list[str]) -> dict:
             "owner_text": {"installation": prose}, "document_control": {"author": person}}
 
 
+@pytest.mark.requirement("REQ-INPUT-002")
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(texts=st.lists(_text, min_size=5, max_size=5))
 def test_every_profile_string_is_free_of_control_characters_after_load(texts):

@@ -32,7 +32,7 @@ def _config(tmp_path, data: str, extra: str = ""):
     return load_run_config(path)
 
 
-@pytest.mark.requirement("REQ-DATA-001")
+@pytest.mark.requirement("REQ-RUN-001")
 def test_a_run_folder_inside_the_training_images_is_refused_naming_both(tmp_path, capsys):
     images = _class_folders(tmp_path / "images")
     config = _config(tmp_path, f"folders: {images}")
