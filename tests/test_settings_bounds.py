@@ -142,6 +142,8 @@ def test_flags_get_the_range_too(tmp_path, capsys):
     assert "--lr: " in (err := capsys.readouterr().err) and "allowed: above 0, up to 1" in err
     assert main(["train", "--cohort", str(tmp_path), "--out", str(tmp_path / "r"), "--dropout", "1"]) == 2
     assert "--dropout: " in (err := capsys.readouterr().err) and "allowed: from 0, below 1" in err
+    assert main(["cohort", "--folders", str(tmp_path), "--out", str(tmp_path / "c"), "--min-age", "500"]) == 2
+    assert "--min-age: " in (err := capsys.readouterr().err) and "allowed: from 0 to 150" in err
     assert main(["evaluate", "--run", str(tmp_path), "--bootstrap", "1000000000000"]) == 2
     assert "bootstrap: " in (err := capsys.readouterr().err) and "allowed: from 100 to 100,000" in err
 
