@@ -7,10 +7,11 @@ input files) equals the one recorded in ``manifest.json`` and its recorded outpu
 interrupted continues from ``model/last.pt`` when its settings are unchanged.
 
 The run folder may be neither inside a folder the run reads images from nor hold one
-(:func:`~fda_submission.run_config.check_run_folder`). It is never emptied wholesale. A folder that holds files but is not a run of this
-configuration (no ``manifest.json``, or one of another run) is refused unless ``force``. A step
-that runs again first removes the files its previous run recorded as its outputs (also when it was
-interrupted), and nothing else: files someone put beside them are kept and never recorded.
+(:func:`~fda_submission.run_config.check_run_folder`). It is never emptied wholesale. A folder
+that holds files but is not a run of this configuration (no ``manifest.json``, or one of another
+run) is refused unless ``force``. A step that runs again first removes the files its previous run
+recorded as its outputs (also when it was interrupted), and nothing else: files someone put
+beside them are kept and never recorded.
 
 A step that leaves rows or images out (invalid metadata rows, images that cannot be decoded)
 records how many (``left_out``) and the file that lists them (``left_out_listed_in``);

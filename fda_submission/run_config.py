@@ -212,7 +212,8 @@ def check_run_folder(config: RunConfig, out: str | Path) -> None:
     for key, root in input_folders(config).items():
         if run == root or root in run.parents:
             raise CxrDeviceError(f"{out}: the run folder is inside {root}, the input folder of {key} in "
-                                 f"{config.source}: its outputs would land among the inputs; choose an --out outside it")
+                                 f"{config.source}: its outputs would land among the inputs; choose an --out "
+                                 "outside it")
         if run in root.parents:
             raise CxrDeviceError(f"{root}, the input folder of {key} in {config.source}, is inside the run folder "
                                  f"{out}, where the run writes its files; move the inputs or choose another --out")

@@ -262,8 +262,8 @@ def summary_lines(document: dict) -> list[str]:
     lines.append(f"  bootstrap unit: {document['bootstrap']['unit']}"
                  + (f" ({a['n_patients']} patient(s) among {a['n_images']} images)" if a["n_patients"] else ""))
     if a["n_patients"] and a["n_patients"] < a["n_images"]:
-        lines.append("  NOTE: several images per patient: DeLong and Clopper-Pearson (and the acceptance judged on them) "
-                     "treat images as independent and are too narrow; compare the patient bootstrap")
+        lines.append("  NOTE: several images per patient: DeLong and Clopper-Pearson (and the acceptance judged on "
+                     "them) treat images as independent and are too narrow; compare the patient bootstrap")
     everything = document["all_inputs"]
     lines.append(f"  with refusals counted as failures: sensitivity {everything['sensitivity']['value']:.3f}, "
                  f"specificity {everything['specificity']['value']:.3f}")

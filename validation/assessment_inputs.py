@@ -9,8 +9,8 @@
 Nothing vanishes: a label that matches no file, a file that matches no label, a label other
 than 0/1, a path labelled twice (an exact duplicate: the file is scored once) or with
 conflicting labels (the file is not scored: which label is true is not ours to guess), a
-metadata row that fails validation, a file name that names no patient - each is an exclusion with its reason and detail, counted in the assessment and
-making the exit code 1. One case is not an exclusion: NIH metadata describes 112,120 images and
+metadata row that fails validation, a file name that names no patient - each is an exclusion
+with its reason and detail, counted in the assessment and making the exit code 1. One case is not an exclusion: NIH metadata describes 112,120 images and
 a set holds the ones it holds, so a metadata row whose image is not under the image folders is
 *outside the set* - counted and listed (``outside_set.csv``), as ``cohort`` reports
 ``no_image_file``, without making the exit code 1.
