@@ -31,6 +31,7 @@ from .errors import CxrDeviceError
 from .imageio import load_image
 from .preprocessing import Preprocessing, to_stored
 from .provenance import producer
+from .resources import require_disk, require_memory
 
 PIXELS, INDEX, META = "pixels.u8", "index.csv", "meta.json"
 CACHE_FILES = (PIXELS, INDEX, META)
@@ -127,6 +128,7 @@ def _build(folder: Path, frame: pd.DataFrame, pre: Preprocessing, key: str, iden
     _clear(folder)
     size = pre.stored_size
     shape = (len(frame), size, size)
+    _check_room(folder, shape, pre, workers)
     np.memmap(folder / PIXELS, dtype=np.uint8, mode="w+", shape=shape).flush()
     chunks = [list(range(i, min(i + 64, len(frame)))) for i in range(0, len(frame), 64)]
     job = [(folder / PIXELS, shape, pre, [(i, frame["path"][i]) for i in chunk]) for chunk in chunks]
@@ -149,6 +151,17 @@ def _build(folder: Path, frame: pd.DataFrame, pre: Preprocessing, key: str, iden
     meta = {"key": key, "identity": identity, "preprocessing": pre.as_dict(), "shape": list(shape),
             "n_failed": len(reasons), "produced_by": producer("cache")}
     (folder / META).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def _check_room(folder: Path, shape: tuple[int, int, int], pre: Preprocessing, workers: int) -> None:
+    """Refuse a cache the disk cannot hold (a memory-mapped write into a full disk kills the
+    process) or decoding processes the memory cannot hold (each resizes in float32)."""
+    n, size, _ = shape
+    what = f"the decoded-pixel cache ({n:,} images of {size} x {size} px, from image_size {pre.image_size})"
+    require_disk(n * size * size, folder, what, "lower train.image_size (--image-size), or give train.cache_dir "
+                 "(--cache-dir) on a disk with more room")
+    require_memory(max(workers, 1) * size * size * 9, f"decoding {what} in {max(workers, 1)} process(es)",
+                   "lower train.workers (--workers) or train.image_size (--image-size)")
 
 
 def _decode_chunk(args) -> tuple[int, dict[int, str]]:

@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     except CxrDeviceError as err:
         return fail(f"error: {err}", EXIT_USAGE)
     except ValidationError as err:  # a setting built from flags that does not fit its type or range
-        return fail(f"error: {describe_errors(err)}", EXIT_USAGE)
+        return fail(f"error: {describe_errors(err, as_flags=True)}", EXIT_USAGE)
     except KeyboardInterrupt:
         return fail("interrupted", EXIT_INTERRUPTED)
     except BrokenPipeError:  # output piped into a reader that stopped early (`| head`)

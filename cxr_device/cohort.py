@@ -41,7 +41,7 @@ from .splits import (
     split_by_patient,
     subsample_val_prevalence,
 )
-from .validated import SETTINGS, Fraction, Seed
+from .validated import RANGE, SETTINGS, Fraction, Seed
 
 
 @pydantic.dataclasses.dataclass(frozen=True, config=SETTINGS)
@@ -54,12 +54,12 @@ class CohortSettings:
     metadata_only: bool = False
     filters: Filters = Filters()
     split: str = "patient"  # "patient" or "official" (NIH lists / the dataset's own folders)
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
+    val_fraction: Annotated[float, Field(ge=0, lt=1), RANGE] = 0.15
+    test_fraction: Annotated[float, Field(ge=0, lt=1), RANGE] = 0.15
     train_val_list: str | None = None
     test_list: str | None = None
-    class_cap: int | None = None
-    balance_train: Annotated[float, Field(gt=0)] | None = None  # negatives per training positive
+    class_cap: Annotated[int, Field(ge=1, le=100_000_000), RANGE] | None = None
+    balance_train: Annotated[float, Field(gt=0, le=10_000), RANGE] | None = None  # negatives per training positive
     val_prevalence: Fraction | None = None
     seed: Seed = 0
 
@@ -77,8 +77,6 @@ class CohortSettings:
             raise CxrDeviceError("--split official with NIH metadata needs --train-val-list and --test-list")
         if self.split == "patient" and (self.train_val_list or self.test_list):
             raise CxrDeviceError("--train-val-list/--test-list are used only with --split official")
-        if self.class_cap is not None and self.class_cap < 1:
-            raise CxrDeviceError(f"--class-cap must be at least 1, got {self.class_cap}")
         check_fractions(self.val_fraction, 0.0 if self.split == "official" else self.test_fraction)
 
     def as_dict(self) -> dict:

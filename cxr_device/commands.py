@@ -69,7 +69,8 @@ def synth_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    settings = SynthSettings(args.n_patients, args.seed, args.image_size, args.prevalence)
+    settings = SynthSettings(n_patients=args.n_patients, seed=args.seed, image_size=args.image_size,
+                             prevalence=args.prevalence)
     csv_path = generate(args.out, settings, progress=_progress(args))
     print(f"synthetic dataset (not patient data): {csv_path}  images under {args.out}/images_*/images/")
     return EXIT_OK
@@ -132,7 +133,8 @@ def _cohort(args: argparse.Namespace) -> int:
     check_output_dir(args.out)  # a bad --out is refused before the work, not after
     settings = CohortSettings(
         metadata=args.metadata, folders=args.folders, images=tuple(args.images), metadata_only=args.metadata_only,
-        filters=Filters(args.min_age, args.max_age, args.sex, args.views), split=args.split,
+        filters=Filters(min_age=args.min_age, max_age=args.max_age, sexes=args.sex, views=args.views),
+        split=args.split,
         val_fraction=args.val_fraction, test_fraction=args.test_fraction, train_val_list=args.train_val_list,
         test_list=args.test_list, class_cap=args.class_cap, balance_train=args.balance_train,
         val_prevalence=args.val_prevalence, seed=args.seed,

@@ -24,7 +24,7 @@ from torchvision.transforms import v2
 from .errors import CxrDeviceError
 from .imageio import load_image
 from .preprocessing import Preprocessing, center_crop, normalise, to_stored
-from .validated import SETTINGS, NonNegativeFloat
+from .validated import RANGE, SETTINGS
 
 IMBALANCE = ("none", "weighted_loss", "balanced_sampler")
 
@@ -33,14 +33,14 @@ IMBALANCE = ("none", "weighted_loss", "balanced_sampler")
 class Augmentation:
     """Training-time augmentation; recorded in the run and described in the documents."""
 
-    rotation_degrees: Annotated[float, Field(ge=0, le=180)] = 7.0
-    translate: Annotated[float, Field(ge=0, le=1)] = 0.04  # fraction of the image, each direction (plus the crop)
-    zoom: Annotated[float, Field(ge=0, lt=1)] = 0.05  # scale in [1 - zoom, 1 + zoom]
-    brightness: NonNegativeFloat = 0.1
-    contrast: NonNegativeFloat = 0.1
+    rotation_degrees: Annotated[float, Field(ge=0, le=180), RANGE] = 7.0
+    translate: Annotated[float, Field(ge=0, le=1), RANGE] = 0.04  # fraction of the image, each direction (+ crop)
+    zoom: Annotated[float, Field(ge=0, lt=1), RANGE] = 0.05  # scale in [1 - zoom, 1 + zoom]
+    brightness: Annotated[float, Field(ge=0, le=1), RANGE] = 0.1  # factor in [1 - brightness, 1 + brightness]
+    contrast: Annotated[float, Field(ge=0, le=1), RANGE] = 0.1
     horizontal_flip: bool = False
-    resized_crop_scale: Annotated[float, Field(gt=0, le=1)] | None = None  # least area kept; None: plain crop
-    gamma: Annotated[float, Field(ge=0, lt=1)] = 0.0  # gamma drawn from [1 - gamma, 1 + gamma]
+    resized_crop_scale: Annotated[float, Field(gt=0, le=1), RANGE] | None = None  # least area kept; None: plain crop
+    gamma: Annotated[float, Field(ge=0, lt=1), RANGE] = 0.0  # gamma drawn from [1 - gamma, 1 + gamma]
 
     def as_dict(self) -> dict:
         crop = ("inside the stored margin" if self.resized_crop_scale is None else

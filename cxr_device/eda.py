@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from pydantic import Field
 from tqdm import tqdm
 
 from .cohort import read_cohort
@@ -20,6 +22,7 @@ from .imageio import ImageReadError, load_image
 from .provenance import producer
 from .run_layout import EDA_JSON
 from .splits import SPLITS
+from .validated import RANGE, Seed, check_setting
 
 FIGURES = {
     "age_by_class": "age_by_class.png",
@@ -35,6 +38,10 @@ COLORS = {1: "#c0392b", 0: "#2e6fa7"}
 _BINS = 64
 
 
+#: Images per class decoded for the intensity histograms (0 skips them).
+PixelSample = Annotated[int, Field(ge=0, le=10_000), RANGE]
+
+
 def run_eda(cohort_dir: str | Path, out_dir: str | Path, pixel_sample: int = 100, seed: int = 0,
             progress: bool = True) -> dict:
     """Analyse ``cohort_dir/cohort.csv``; write ``eda.json`` and figures into ``out_dir``.
@@ -42,6 +49,8 @@ def run_eda(cohort_dir: str | Path, out_dir: str | Path, pixel_sample: int = 100
     ``pixel_sample`` images per class (seeded) are decoded for intensity histograms; 0 skips it.
     Returns the ``eda.json`` content; ``n_unreadable`` counts images that failed to decode.
     """
+    check_setting(PixelSample, pixel_sample, "pixel_sample")
+    check_setting(Seed, seed, "seed")
     frame, summary = read_cohort(cohort_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

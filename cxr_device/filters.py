@@ -1,20 +1,23 @@
 """Inclusion filters on age, sex and view position; each removed row is logged with its reason."""
 from __future__ import annotations
 
+from typing import Annotated
+
 import pandas as pd
+from pydantic import Field
 from pydantic.dataclasses import dataclass
 
 from . import exclusions as ex
 from .errors import CxrDeviceError
-from .validated import SETTINGS, NonNegativeFloat
+from .validated import RANGE, SETTINGS
 
 
 @dataclass(frozen=True, config=SETTINGS)
 class Filters:
     """Inclusion criteria. Ages are in years and inclusive; ``None`` means no limit."""
 
-    min_age: NonNegativeFloat | None = None
-    max_age: NonNegativeFloat | None = None
+    min_age: Annotated[float, Field(ge=0, le=150), RANGE] | None = None
+    max_age: Annotated[float, Field(ge=0, le=150), RANGE] | None = None
     sexes: tuple[str, ...] | None = None
     views: tuple[str, ...] | None = None
 

@@ -22,8 +22,10 @@ import re
 from collections import OrderedDict
 from dataclasses import asdict
 from pathlib import Path
+from typing import Annotated
 
 import torch
+from pydantic import Field
 from pydantic.dataclasses import dataclass
 from torch import nn
 from torchvision import models as tvm
@@ -31,7 +33,7 @@ from torchvision import models as tvm
 from . import efficientnet_lite
 from .errors import CxrDeviceError
 from .hashing import sha256_file
-from .validated import SETTINGS
+from .validated import RANGE, SETTINGS
 
 ARCHITECTURES = ("densenet121", "vgg16", "resnet18", "resnet50", "efficientnet_lite0", "small_cnn")
 _IMAGENET = {
@@ -53,14 +55,12 @@ class ModelSpec:
     arch: str = "densenet121"
     weights: str = "none"  # none | imagenet | PATH
     freeze: str = "none"  # none | backbone | the name of the last block to freeze
-    head_hidden: int = 0  # 0: one linear layer; N: dropout, dense N + ReLU, dropout, linear
-    dropout: float = 0.0
+    head_hidden: Annotated[int, Field(ge=0, le=16384), RANGE] = 0  # 0: one linear layer; N: + a dense N + ReLU
+    dropout: Annotated[float, Field(ge=0, lt=1), RANGE] = 0.0
 
     def validate(self) -> None:
         if self.arch not in ARCHITECTURES:
             raise CxrDeviceError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
-        if self.head_hidden < 0 or not 0.0 <= self.dropout < 1.0:
-            raise CxrDeviceError("head_hidden must be >= 0 and dropout in [0, 1)")
 
 
 class DeviceModel(nn.Module):

@@ -15,6 +15,8 @@ import re
 # surrogates (undecodable bytes of a file name), which no UTF-8 stream can write.
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 _CONTROL_ANY = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+# What ends or breaks a line: tab, LF, VT, FF, CR, NEL and the Unicode line and paragraph separators.
+_LINE_BREAKS = re.compile("[\t\n\x0b\x0c\r\x85\u2028\u2029]+")
 # Characters XML 1.0 does not allow at all (a parser rejects the whole document).
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
@@ -31,6 +33,12 @@ def terminal(text: object, multiline: bool = False) -> str:
     """``text`` with control characters shown as ``\\x1b``-style escapes (tab and newline kept
     when ``multiline``)."""
     return (_CONTROL if multiline else _CONTROL_ANY).sub(_escape, str(text))
+
+
+def one_line(text: object) -> str:
+    """``text`` on one line: each run of line breaks and tabs becomes one space, every other
+    control character a visible escape (for values a document prints in a title or a cell)."""
+    return terminal(_LINE_BREAKS.sub(" ", str(text)))
 
 
 def xml_text(text: object) -> str:

@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
 from PIL import Image, PngImagePlugin
+from pydantic import Field
 from pydantic.dataclasses import dataclass
 from tqdm import tqdm
 
 from . import __version__
-from .errors import CxrDeviceError
 from .findings import NIH_FINDINGS
 from .provenance import SYNTHETIC_MARKER
-from .validated import SETTINGS, Seed
+from .resources import require_disk, require_memory
+from .validated import RANGE, SETTINGS, Seed
 
 METADATA_NAME = "Data_Entry_SYNTHETIC.csv"
 NIH_HEADER = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,"
@@ -40,29 +42,24 @@ _NIH_FREQUENCY = {
 # How much more often a finding co-occurs with pneumonia (as in NIH: infiltration, consolidation...).
 _WITH_PNEUMONIA = {"Infiltration": 2.5, "Consolidation": 2.0, "Edema": 2.0, "Effusion": 1.5}
 _POSITIVE_IMAGE_RATE = 0.7  # share of a pneumonia-prone patient's images that show pneumonia
+IMAGES_PER_PATIENT = 2.9  # mean of min(10, geometric(0.35)) is 2.83: for estimates of size
+ROW_BYTES = 2000  # memory of one metadata row while the table is built (a dict, then a DataFrame row)
+ADVICE = "lower data.synthetic.n_patients or image_size (--n-patients, --image-size)"
 
 
 @dataclass(frozen=True, config=SETTINGS)
 class SynthSettings:
     """What to generate; the same settings always give byte-identical files."""
 
-    n_patients: int = 100
+    n_patients: Annotated[int, Field(ge=1, le=100_000), RANGE] = 100
     seed: Seed = 0
-    image_size: int = 256
-    prevalence: float = 0.2  # approximate share of pneumonia-positive images
-
-    def validate(self) -> None:
-        if self.n_patients < 1:
-            raise CxrDeviceError(f"--n-patients must be at least 1, got {self.n_patients}")
-        if not 32 <= self.image_size <= 2048:
-            raise CxrDeviceError(f"--image-size must be in 32..2048, got {self.image_size}")
-        if not 0.0 < self.prevalence < 0.7:
-            raise CxrDeviceError(f"--prevalence must be in (0, 0.7), got {self.prevalence}")
+    image_size: Annotated[int, Field(ge=32, le=2048), RANGE] = 256
+    prevalence: Annotated[float, Field(gt=0, lt=0.7), RANGE] = 0.2  # approximate share of pneumonia-positive images
 
 
 def synth_metadata(settings: SynthSettings) -> pd.DataFrame:
     """The metadata table (NIH column names) for ``settings``; no images are written."""
-    settings.validate()
+    require_memory(settings.n_patients * IMAGES_PER_PATIENT * ROW_BYTES, f"the metadata of {_what(settings)}", ADVICE)
     rng = np.random.default_rng(settings.seed)
     prone_rate = settings.prevalence / _POSITIVE_IMAGE_RATE
     others = [f for f in NIH_FINDINGS if f not in ("Pneumonia", "No Finding")]
@@ -98,6 +95,11 @@ def synth_metadata(settings: SynthSettings) -> pd.DataFrame:
                 "Spacing_y": spacing,
             })
     return pd.DataFrame(rows)
+
+
+def _what(settings: SynthSettings) -> str:
+    return (f"synthetic data ({settings.n_patients:,} patients, about {settings.n_patients * IMAGES_PER_PATIENT:,.0f} "
+            f"images of {settings.image_size} x {settings.image_size} px)")
 
 
 def phantom(size: int, positive: bool, ap_view: bool, rng: np.random.Generator) -> np.ndarray:
@@ -138,6 +140,7 @@ def generate(out_dir: str | Path, settings: SynthSettings, progress: bool = True
     Returns the path of the metadata CSV.
     """
     out = Path(out_dir)
+    require_disk(settings.n_patients * IMAGES_PER_PATIENT * settings.image_size ** 2, out, _what(settings), ADVICE)
     meta = synth_metadata(settings)
     out.mkdir(parents=True, exist_ok=True)
     info = PngImagePlugin.PngInfo()

@@ -12,15 +12,7 @@ from .data import IMBALANCE, Augmentation
 from .errors import CxrDeviceError
 from .models import ARCHITECTURES, ModelSpec
 from .preprocessing import Preprocessing
-from .validated import (
-    SETTINGS,
-    NonNegativeFloat,
-    NonNegativeInt,
-    Seed,
-    build,
-    check_keys,
-    field_names,
-)
+from .validated import RANGE, SETTINGS, Seed, build, check_keys, field_names
 from .yaml_io import load_yaml
 
 SCHEDULES = ("cosine", "warmup_cosine", "none")
@@ -30,30 +22,31 @@ SCHEDULES = ("cosine", "warmup_cosine", "none")
 class TrainConfig:
     """Everything that decides a training run; saved verbatim as ``model/config.yaml``.
 
-    Types and bounds are checked when it is built (pydantic); :meth:`validate` checks the
-    choices and the ranges with their own messages.
+    Types and ranges are checked when it is built (pydantic; an out-of-range value is refused
+    with the range); :meth:`validate` checks the choices and the settings that depend on each other.
     """
 
     model: ModelSpec = field(default_factory=ModelSpec)
     augmentation: Augmentation = field(default_factory=Augmentation)
-    image_size: int = 224
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 1e-4
-    weight_decay: NonNegativeFloat = 1e-4
+    image_size: Annotated[int, Field(ge=32, le=2048), RANGE] = 224
+    epochs: Annotated[int, Field(ge=1, le=1000), RANGE] = 10
+    batch_size: Annotated[int, Field(ge=1, le=4096), RANGE] = 32
+    lr: Annotated[float, Field(gt=0, le=1), RANGE] = 1e-4
+    weight_decay: Annotated[float, Field(ge=0, le=1), RANGE] = 1e-4
     optimizer: str = "adamw"  # adamw | sgd (momentum 0.9, nesterov)
     schedule: str = "cosine"  # cosine: annealed per epoch | warmup_cosine: per step, after warmup_epochs | none
-    warmup_epochs: Annotated[float, Field(ge=0)] = 0.0  # linear warm-up (warmup_cosine only)
-    label_smoothing: Annotated[float, Field(ge=0, lt=0.5)] = 0.0  # targets y(1 - e) + e/2
-    ema_decay: Annotated[float, Field(ge=0, lt=1)] = 0.0  # exponential moving average of the weights; 0: off
-    patience: int = 3  # early stopping on validation AUROC
+    warmup_epochs: Annotated[float, Field(ge=0, le=1000), RANGE] = 0.0  # linear warm-up (warmup_cosine only)
+    label_smoothing: Annotated[float, Field(ge=0, lt=0.5), RANGE] = 0.0  # targets y(1 - e) + e/2
+    ema_decay: Annotated[float, Field(ge=0, lt=1), RANGE] = 0.0  # exponential moving average of the weights; 0: off
+    patience: Annotated[int, Field(ge=1, le=1000), RANGE] = 3  # early stopping on validation AUROC
     imbalance: str = "weighted_loss"  # none | weighted_loss | balanced_sampler
     device: str = "auto"  # auto | cuda | cpu
     amp: bool = True  # bf16 autocast where supported (CUDA only)
-    workers: NonNegativeInt = 2  # data-loader and cache-building processes
+    workers: Annotated[int, Field(ge=0, le=256), RANGE] = 2  # data-loader and cache-building processes
     seed: Seed = 0
     cache_dir: str | None = None  # default: <cohort folder>/../cache
-    max_steps_per_epoch: Annotated[int, Field(ge=1)] | None = None  # cap for smoke tests; None = whole epoch
+    # a cap on the steps of each epoch, for smoke tests; None = the whole epoch
+    max_steps_per_epoch: Annotated[int, Field(ge=1, le=10_000_000), RANGE] | None = None
 
     @property
     def preprocessing(self) -> Preprocessing:
@@ -63,17 +56,12 @@ class TrainConfig:
         """Raise :class:`CxrDeviceError` naming the first setting that cannot work."""
         self.model.validate()
         checks = [
-            (self.image_size >= 32, f"image_size must be at least 32, got {self.image_size}"),
-            (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}"),
-            (self.lr > 0, f"lr must be positive, got {self.lr}"),
             (self.optimizer in ("adamw", "sgd"), f"optimizer must be adamw or sgd, got {self.optimizer!r}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"),
             (self.warmup_epochs < self.epochs or self.schedule != "warmup_cosine",
              f"warmup_epochs {self.warmup_epochs:g} leaves no epoch of the {self.epochs} to anneal"),
             (self.imbalance in IMBALANCE, f"imbalance must be one of {', '.join(IMBALANCE)}, got {self.imbalance!r}"),
             (self.device in ("auto", "cuda", "cpu"), f"device must be auto, cuda or cpu, got {self.device!r}"),
-            (self.patience >= 1, f"patience must be at least 1, got {self.patience}"),
         ]
         for ok, message in checks:
             if not ok:

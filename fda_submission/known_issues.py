@@ -2,9 +2,9 @@
 
 Built from the evidence, never typed: the calibration (ECE before and after, the class weight of
 the training loss), the transfer of the locked threshold and the shift the assessments measured,
-acceptance criteria an assessment missed, inputs the assessments could not score, unstable
-subgroups, images left out, development images unlike the device's inputs, and runtime
-licences that constrain distribution.
+acceptance criteria an assessment missed, inputs the assessments could not score, assessments
+whose bootstrap could not resample patients, unstable subgroups, images left out, development
+images unlike the device's inputs, and runtime licences that constrain distribution.
 """
 from __future__ import annotations
 
@@ -87,6 +87,20 @@ def known_issues(context: dict[str, Any]) -> list[dict]:
                 f"{a['inputs']['n_labelled'] + a['inputs']['n_excluded']}; with refusals counted as failures "
                 f"sensitivity is {_f(a['all_inputs']['sensitivity']['value'])} and specificity "
                 f"{_f(a['all_inputs']['specificity']['value'])}.", f"{where}: scoring, all_inputs")
+        scored = a.get("accepted") or {}
+        if scored.get("n_patients") and scored["n_patients"] < scored["n_images"]:
+            add(f"Several images per patient: {a['name']}",
+                f"{scored['n_images']:,} scored images of {scored['n_patients']:,} patient(s). The validation plan's "
+                "unit is one study per patient; the DeLong and Clopper-Pearson intervals, and the acceptance judged "
+                "on them, treat every image as independent and are too narrow when a patient's images agree. The "
+                "patient-bootstrap intervals account for it" + (", but over one patient they cannot vary at all."
+                                                                 if scored["n_patients"] == 1 else "."),
+                f"{where}: accepted.n_images, accepted.n_patients")
+        unit = (a.get("bootstrap") or {}).get("unit")
+        if unit and unit != "patient":
+            add(f"Bootstrap not by patient: {a['name']}", f"The bootstrap unit of this set is '{unit}': inputs "
+                "without a patient id are resampled as independent images, so if several are of one patient their "
+                "bootstrap intervals are too narrow.", f"{where}: bootstrap.unit")
         if a["scoring"].get("header_checks", "").startswith("none possible"):
             add(f"Input rules not exercised: {a['name']}", "The assessed images are PNG/JPEG files: the locked "
                 "DICOM header rules could not be applied, so this set does not show how the rules treat the "

@@ -6,10 +6,12 @@ input files) equals the one recorded in ``manifest.json`` and its recorded outpu
 ``force`` re-runs everything, ``from_step`` that step and the ones after it. A training that was
 interrupted continues from ``model/last.pt`` when its settings are unchanged.
 
-The run folder is never emptied wholesale. A folder that holds files but is not a run of this
-configuration (no ``manifest.json``, or one of another run) is refused unless ``force``. A step
-that runs again first removes the files its previous run recorded as its outputs (also when it was
-interrupted), and nothing else: files someone put beside them are kept and never recorded.
+The run folder may be neither inside a folder the run reads images from nor hold one
+(:func:`~fda_submission.run_config.check_run_folder`). It is never emptied wholesale. A folder
+that holds files but is not a run of this configuration (no ``manifest.json``, or one of another
+run) is refused unless ``force``. A step that runs again first removes the files its previous run
+recorded as its outputs (also when it was interrupted), and nothing else: files someone put
+beside them are kept and never recorded.
 
 A step that leaves rows or images out (invalid metadata rows, images that cannot be decoded)
 records how many (``left_out``) and the file that lists them (``left_out_listed_in``);
@@ -55,7 +57,7 @@ from validation.evaluation import evaluate_run
 from . import STEPS
 from .profile import default_profile_path
 from .render import CHECKS_JSON, prepare, write_package
-from .run_config import RunConfig, threshold_policy
+from .run_config import RunConfig, check_run_folder, threshold_policy
 from .soup import soup_list
 from .trace import matrix_rows
 
@@ -69,6 +71,7 @@ class Pipeline:
     """One run of the pipeline over a run directory."""
 
     def __init__(self, config: RunConfig, out: str | Path, progress: bool = True, log: Callable[[str], None] = print):
+        check_run_folder(config, out)
         self.config, self.out, self.progress, self.log = config, Path(out), progress, log
         self.findings: list[str] = []  # the submission step's consistency findings, in words
         self.layout = RunLayout(self.out)

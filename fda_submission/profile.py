@@ -5,6 +5,12 @@ lists, proportions strictly between 0 and 1 for the acceptance criteria, the pow
 expected prevalence. A value of the wrong type is refused with the file and the key, never
 rendered (a string where a list belongs would print letter by letter).
 
+Text is made safe at load, as header values are (:mod:`cxr_device.safe_text`): control
+characters (``ESC[2J``, BEL, NUL ...) become visible escapes such as ``\x1b``, so neither a
+terminal (``submission --check``) nor a document ever receives one. The prose keys of
+:data:`MULTILINE` keep their line breaks and tabs; in every other value a line break or tab
+becomes a space (a name, a number or a list item is printed on one line).
+
 A key whose value is ``null`` is a field a person still has to fill: the documents print a
 visible ``[TO BE COMPLETED: ...]`` marker in its place and the completeness report
 (``cxr-device submission --check``) lists it. Sections (``population``, ``classification``,
@@ -20,6 +26,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cxr_device.safe_text import one_line, terminal
 from cxr_device.validated import SETTINGS, Fraction, build, check_keys
 from cxr_device.yaml_io import load_yaml
 from validation.acceptance import Acceptance
@@ -193,6 +200,12 @@ class DeviceProfile(BaseModel):
     exclusions_comorbidities: list[Text] | None = None
 
 
+#: Keys whose text is prose: line breaks and tabs are kept (control characters never are).
+MULTILINE = frozenset({"intended_use", "clinical_workflow", "false_positive_impact", "false_negative_impact",
+                       "relation_to_dicom", "technology", "performance", "retraining_data_policy",
+                       "complaint_process", "clinical_performance", "equivalence_conclusion", "installation",
+                       "pccp_impact_assessment"})
+
 #: Sections merged key by key with the defaults.
 SECTIONS = {"acceptance": Acceptance, "population": Population, "training_data": TrainingData, "study": Study,
             "claim": Claim, "classification": Classification, "predicate": Predicate, "document_control": DocumentControl,
@@ -210,18 +223,30 @@ def load_profile(path: str | Path | None = None) -> dict[str, Any]:
     profile's folder."""
     defaults = _read(default_profile_path())
     if path is None:
-        return build(DeviceProfile, str(default_profile_path()), defaults).model_dump()
+        return safe_text(build(DeviceProfile, str(default_profile_path()), defaults).model_dump())
     given = _read(Path(path))
     merged = {**defaults, **given}
     for name, model in SECTIONS.items():
         if name in given:
             section = check_keys(f"{path}: {name}", given[name], model.model_fields)
             merged[name] = {**(defaults.get(name) or {}), **section}
-    profile = _legacy(build(DeviceProfile, str(path), merged).model_dump())
-    risk_file = (given.get("risks") or {}).get("file")
+    profile = safe_text(_legacy(build(DeviceProfile, str(path), merged).model_dump()))
+    risk_file = profile["risks"]["file"] if (given.get("risks") or {}).get("file") else None
     if risk_file and not Path(risk_file).is_absolute():
-        profile["risks"]["file"] = str(Path(path).parent / risk_file)
+        profile["risks"]["file"] = one_line(Path(path).parent / risk_file)
     return profile
+
+
+def safe_text(value: Any, key: str = "") -> Any:
+    """``value`` (a profile, a section, a list or a scalar) with every string made safe to print:
+    control characters escaped; line breaks and tabs kept only under a :data:`MULTILINE` key."""
+    if isinstance(value, dict):
+        return {k: safe_text(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [safe_text(v, key) for v in value]
+    if isinstance(value, str):
+        return terminal(value, multiline=True) if key in MULTILINE else one_line(value)
+    return value
 
 
 def _legacy(profile: dict[str, Any]) -> dict[str, Any]:

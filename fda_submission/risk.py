@@ -22,7 +22,7 @@ from cxr_device.errors import CxrDeviceError
 from cxr_device.validated import build
 from cxr_device.yaml_io import load_yaml
 
-from .profile import Hazard
+from .profile import Hazard, safe_text
 from .trace import VERIFIED
 
 ACCEPTABLE, ALARP, UNACCEPTABLE = "acceptable", "ALARP", "unacceptable"
@@ -44,7 +44,7 @@ def load_risks(profile: dict) -> tuple[list[dict], str]:
     hazards: dict[str, dict] = {}
     for number, item in enumerate(items, 1):
         where = f"{path}: hazard {item.get('id', number) if isinstance(item, dict) else number}"
-        hazard = build(Hazard, where, item).model_dump()
+        hazard = safe_text(build(Hazard, where, item).model_dump())
         if hazard["id"] in hazards:
             raise CxrDeviceError(f"{path}: hazard id {hazard['id']} appears more than once")
         hazards[hazard["id"]] = hazard

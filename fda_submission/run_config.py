@@ -32,14 +32,17 @@ import pydantic.dataclasses
 from pydantic import AfterValidator, Field
 
 from cxr_device.cohort import CohortSettings
+from cxr_device.eda import PixelSample
 from cxr_device.errors import CxrDeviceError
 from cxr_device.filters import Filters
 from cxr_device.run_layout import is_safe_name
 from cxr_device.synth import METADATA_NAME, SynthSettings
 from cxr_device.train_config import config_from_dict
 from cxr_device.validated import (
+    RANGE,
     SETTINGS,
-    NonNegativeInt,
+    Proportion,
+    Replicates,
     Seed,
     build,
     check_keys,
@@ -67,7 +70,7 @@ class _Header:
 class EdaSettings:
     """``eda:``: images per class decoded for intensity histograms (0 skips them), and their seed."""
 
-    pixel_sample: NonNegativeInt = 100
+    pixel_sample: PixelSample = 100
     seed: Seed = 0
 
 
@@ -76,14 +79,14 @@ class EvaluateSettings:
     """``evaluate:``: bootstrap replicates, seed, the target-sensitivity rule, the rules file, the
     calibration and the threshold policy (see ``cxr-device evaluate --help``)."""
 
-    bootstrap: Annotated[int, Field(ge=100)] = 2000
+    bootstrap: Replicates = 2000
     seed: Seed = 0
-    target_sensitivity: Annotated[float, Field(gt=0, le=1)] = 0.9
+    target_sensitivity: Proportion = 0.9
     rules: str | None = None
     calibration: Literal["platt", "temperature", "none"] = "platt"
     threshold_policy: Literal["max_f1", "youden", "target_sensitivity", "target_specificity", "f1_plateau"] = "max_f1"
-    threshold_target: Annotated[float, Field(gt=0, le=1)] | None = None
-    plateau_tolerance: Annotated[float, Field(ge=0, lt=1)] = 0.01
+    threshold_target: Proportion | None = None
+    plateau_tolerance: Annotated[float, Field(ge=0, lt=1), RANGE] = 0.01
 
 
 @pydantic.dataclasses.dataclass(frozen=True, config=SETTINGS)
@@ -98,7 +101,7 @@ class AssessSettings:
     images: list[str] = field(default_factory=list)
     dicom: str | None = None
     labels: str | None = None
-    bootstrap: Annotated[int, Field(ge=100)] = 2000
+    bootstrap: Replicates = 2000
     seed: Seed = 0
 
 
@@ -178,7 +181,6 @@ def _data(where: str, given: Any, seed: int, resolved: Callable[[str | None], st
                                  f"remove data.{', data.'.join(generated_over)} or data.synthetic")
         spec = check_keys(f"{where}: data.synthetic", data.pop("synthetic"), field_names(SynthSettings))
         synthetic = build(SynthSettings, where, _seeded(spec, seed), "data.synthetic.")
-        _validated(where, "data.synthetic", synthetic.validate)
     filters = build(Filters, where, {k: data.pop(k) for k in FILTER_KEYS & set(data)}, "data.")
     filters = replace(filters, sexes=_upper(filters.sexes), views=_upper(filters.views))
     cohort = build(CohortSettings, where, {**_seeded(data, seed), "filters": filters}, "data.")
@@ -188,6 +190,33 @@ def _data(where: str, given: Any, seed: int, resolved: Callable[[str | None], st
     as_run = replace(cohort, metadata=METADATA_NAME, images=("data",), folders=None) if synthetic else cohort
     _validated(where, "data", as_run.validate)
     return synthetic, cohort
+
+
+def input_folders(config: RunConfig) -> dict[str, Path]:
+    """The folders the run reads images from, by the key that names them (``data.images[0]``,
+    ``assess[1].dicom`` ...): the data's image roots and class folders and the assessed sets'
+    image folders. A cohort an assessment reads is not one: it may be the run's own."""
+    roots = {f"data.images[{i}]": p for i, p in enumerate(config.cohort.images)}
+    roots.update({"data.folders": config.cohort.folders} if config.cohort.folders else {})
+    for i, s in enumerate(config.assess):
+        roots.update({f"assess[{i}].{key}": s[key] for key in ("folders", "dicom") if s[key]})
+        roots.update({f"assess[{i}].images[{j}]": p for j, p in enumerate(s["images"])})
+    return {key: Path(path).resolve() for key, path in roots.items()}
+
+
+def check_run_folder(config: RunConfig, out: str | Path) -> None:
+    """Refuse a run folder inside a folder the run reads images from, or one holding such a folder:
+    the run's files would land among its inputs (a PNG of a figure among the training images, a
+    changed listing re-running the cohort), or its steps would write beside them."""
+    run = Path(out).resolve()
+    for key, root in input_folders(config).items():
+        if run == root or root in run.parents:
+            raise CxrDeviceError(f"{out}: the run folder is inside {root}, the input folder of {key} in "
+                                 f"{config.source}: its outputs would land among the inputs; choose an --out "
+                                 "outside it")
+        if run in root.parents:
+            raise CxrDeviceError(f"{root}, the input folder of {key} in {config.source}, is inside the run folder "
+                                 f"{out}, where the run writes its files; move the inputs or choose another --out")
 
 
 def threshold_policy(evaluate: dict):

@@ -113,7 +113,8 @@ def test_a_killed_training_resumes_to_the_same_result(tmp_path, kill_training):
     (("val_fraction: 0.25", "val_fracton: 0.25"), "data: unknown key(s) val_fracton"),
     (("arch: small_cnn", "arch: alexnet"), "unknown architecture 'alexnet'"),
     (("batch_size: 16", "batch_sise: 16"), "train: unknown key(s) batch_sise"),
-    (("n_patients: 40", "n_patients: 0"), "--n-patients must be at least 1"),
+    (("n_patients: 40", "n_patients: 0"), "data.synthetic.n_patients: Input should be greater than or equal to 1; "
+                                          "allowed: from 1 to 100,000 (got 0)"),
 ])
 def test_config_errors_name_the_key_and_the_allowed_values(tmp_path, change, words):
     with pytest.raises(CxrDeviceError) as err:

@@ -88,7 +88,7 @@ def test_standalone_sections_come_from_the_assessments(run, tmp_path):
     from validation.assessment_inputs import from_cohort
 
     assess(load_bundle(run / "bundle"), from_cohort(run / "cohort", "test"), run / "assessment" / "site_a", "site_a",
-           {"auroc": 0.3, "sensitivity": 0.1, "specificity": 0.3}, 0.3, n_bootstrap=50)
+           {"auroc": 0.3, "sensitivity": 0.1, "specificity": 0.3}, 0.3, n_bootstrap=100)
     first = render_documents(run, tmp_path / "a", formats=("md",))
     algorithm = (tmp_path / "a" / "algorithm_description.md").read_text()
     assert "#### site_a" in algorithm and "*Source: `assessment/site_a/assessment.json`.*" in algorithm

@@ -9,14 +9,17 @@ Outputs in ``OUT`` (default ``RUN/assessment/NAME``): ``predictions.csv`` (one r
 input, scored or not), ``assessment.json`` and figures. Performance is reported two ways: over
 the accepted inputs, and with every refused or unreadable input counted as a failure of the
 device (a missed positive, a false alarm). Every metric has a 95% interval with its method
-named: AUROC by DeLong and by patient bootstrap; sensitivity and specificity by Clopper-Pearson
-(exact), Wilson and patient bootstrap. The shift report compares the internal test split of the
+named: AUROC by DeLong and by bootstrap; sensitivity and specificity by Clopper-Pearson (exact),
+Wilson and bootstrap. The bootstrap resamples patients (a DICOM's patient is its hashed
+PatientID and IssuerOfPatientID); an input whose source records no patient id is its own unit,
+and ``bootstrap.unit`` says so. The shift report compares the internal test split of the
 bundle's own run with this set, metric by metric.
 """
 from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +29,7 @@ from cxr_device.provenance import producer
 from cxr_device.runtime.bundle import Bundle
 from cxr_device.runtime.pipeline import ACCEPTED, DevicePipeline, Prediction
 from cxr_device.safe_text import spreadsheet_cell
+from cxr_device.validated import Replicates, Seed, check_setting
 
 from . import figures as fig
 from .assessment_inputs import InputSet
@@ -55,23 +59,37 @@ def score(bundle: Bundle, inputs: InputSet, progress: bool = False) -> pd.DataFr
     bar.close()
     rows = []
     for item, result in zip(inputs.items, results):
-        patient = item.patient or getattr(result, "patient_key", "") or item.key
-        rows.append({"key": item.key, "patient": patient, "label": item.label, "status": result.status,
+        rows.append({"key": item.key, "patient": item.patient, "label": item.label, "status": result.status,
                      "probability": result.probability, "decision": result.decision or "",
                      "reason": result.reason, "age_years": item.age_years, "sex": item.sex, "view": item.view})
     return pd.DataFrame(rows, columns=PREDICTION_COLUMNS)
 
 
+def bootstrap_units(accepted: pd.DataFrame) -> tuple[pd.Series, str]:
+    """The unit each accepted input is resampled with - its patient, or the image itself when the
+    source records no patient id - and how the report names that unit (never "patient" when
+    no input has a patient id)."""
+    known = accepted["patient"] != ""
+    units = ("patient " + accepted["patient"]).where(known, "image " + accepted["key"])
+    if known.all():
+        return units, "patient"
+    if not known.any():
+        return units, "image (no patient ids)"
+    return units, f"patient; image for the {int((~known).sum())} of {len(known)} inputs without a patient id"
+
+
 def standalone_metrics(accepted: pd.DataFrame, threshold: float, n_bootstrap: int, seed: int) -> dict:
-    """Every metric over the accepted inputs, each with its 95% interval(s) and method."""
+    """Every metric over the accepted inputs, each with its 95% interval(s) and method;
+    ``n_patients`` is None when no input has a patient id."""
     probs, labels = accepted["probability"].to_numpy(float), accepted["label"].to_numpy(float)
-    patients = accepted["patient"].to_numpy()
     counts = {k: int(v) for k, v in confusion(probs, labels, threshold).items()}
-    boot = bootstrap(probs, labels, patients, threshold, n_bootstrap, seed)
+    boot = bootstrap(probs, labels, bootstrap_units(accepted)[0].to_numpy(), threshold, n_bootstrap, seed)
     point = from_confusion(counts)
     tp, fp, tn, fn = counts["tp"], counts["fp"], counts["tn"], counts["fn"]
+    known = accepted["patient"][accepted["patient"] != ""]
     out = {
-        "n_images": int(len(accepted)), "n_patients": int(accepted["patient"].nunique()),
+        "n_images": int(len(accepted)), "n_patients": int(known.nunique()) if len(known) else None,
+        "n_without_patient_id": int(len(accepted) - len(known)),
         "n_positive": int(labels.sum()), "prevalence": float(labels.mean()) if len(labels) else None,
         "confusion": counts,
         "auroc": {"value": boot["auroc"]["value"], "delong": delong(probs, labels),
@@ -130,6 +148,8 @@ def assess(bundle: Bundle, inputs: InputSet, out_dir: str | Path, name: str, acc
            progress: bool = False) -> dict:
     """Score ``inputs`` with the locked ``bundle``; write predictions.csv, assessment.json and
     figures into ``out_dir``; return assessment.json's content."""
+    check_setting(Replicates, n_bootstrap, "bootstrap")
+    check_setting(Seed, seed, "seed")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     frame = score(bundle, inputs, progress)
@@ -149,7 +169,8 @@ def assess(bundle: Bundle, inputs: InputSet, out_dir: str | Path, name: str, acc
                    "threshold_rule": bundle.meta["threshold"].get("rule"),
                    "calibration": bundle.meta.get("calibration", {"method": "none"})},
         "inputs": {**inputs.description, "source": inputs.kind, "n_labelled": len(inputs.items),
-                   "n_excluded": len(inputs.excluded), "excluded": inputs.excluded,
+                   "n_excluded": len(inputs.excluded), "excluded_by_reason": excluded_by_reason(inputs),
+                   "excluded": inputs.excluded,
                    "n_outside_set": len(inputs.outside),
                    "outside_set_listed_in": OUTSIDE_SET if inputs.outside else None,
                    "n_positive": int(frame["label"].sum()), "n_negative": int((frame["label"] == 0).sum())},
@@ -162,7 +183,8 @@ def assess(bundle: Bundle, inputs: InputSet, out_dir: str | Path, name: str, acc
         "accepted": metrics,
         "all_inputs": with_refusals_as_failures(frame),
         "note": None if usable else "the accepted inputs do not hold both classes: metrics are undefined",
-        "bootstrap": {"n": n_bootstrap, "seed": seed, "unit": "patient", "interval": "percentile 95%"},
+        "bootstrap": {"n": n_bootstrap, "seed": seed, "unit": bootstrap_units(accepted)[1] if usable else None,
+                      "interval": "percentile 95%"},
         "subgroups": _subgroups(accepted, threshold, n_bootstrap, seed) if usable else [],
         "predictive_values_at_intended_prevalence": predictive_values_at(intended_prevalence, metrics)
         if usable and intended_prevalence else None,
@@ -177,13 +199,18 @@ def assess(bundle: Bundle, inputs: InputSet, out_dir: str | Path, name: str, acc
     return document
 
 
+def excluded_by_reason(inputs: InputSet) -> dict[str, int]:
+    """How many inputs were excluded before scoring, by reason (``conflicting_label`` ...)."""
+    return dict(sorted(Counter(e["reason"] for e in inputs.excluded).items()))
+
+
 def left_out(document: dict) -> int:
     """Inputs that did not contribute: excluded before scoring, or refused/unreadable."""
     return document["inputs"]["n_excluded"] + document["scoring"]["n_not_scored"]
 
 
 def _subgroups(accepted: pd.DataFrame, threshold: float, n_bootstrap: int, seed: int) -> list[dict]:
-    frame = accepted.rename(columns={"patient": "patient_id"})
+    frame = accepted.assign(patient_id=bootstrap_units(accepted)[0])
     recorded = frame["age_years"].notna().any() or (frame["sex"] != "").any() or (frame["view"] != "").any()
     return subgroup_table(frame.fillna({"sex": "", "view": ""}), threshold, n_bootstrap, seed) if recorded else []
 
@@ -216,6 +243,8 @@ def summary_lines(document: dict) -> list[str]:
     lines = [f"assessment {document['name']}: {inputs['n_labelled']} labelled inputs ({inputs['n_positive']} positive), "
              f"{scoring['n_accepted']} scored, {scoring['n_not_scored']} refused or unreadable, "
              f"{inputs['n_excluded']} excluded before scoring"
+             + (" (" + ", ".join(f"{n} {reason}" for reason, n in inputs.get("excluded_by_reason", {}).items()) + ")"
+                if inputs["n_excluded"] else "")
              + (f"; {inputs['n_outside_set']:,} metadata row(s) name images the set does not hold (listed in "
                 f"{OUTSIDE_SET}, not counted as left out)" if inputs.get("n_outside_set") else "")]
     if accepted is None:
@@ -230,6 +259,11 @@ def summary_lines(document: dict) -> list[str]:
         f"  F1 {a['f1']['value']:.3f}, Brier {a['brier']['value']:.3f}, ECE {a['ece']['value']:.3f} "
         f"at the locked threshold {document['device']['threshold']:.4g}",
     ]
+    lines.append(f"  bootstrap unit: {document['bootstrap']['unit']}"
+                 + (f" ({a['n_patients']} patient(s) among {a['n_images']} images)" if a["n_patients"] else ""))
+    if a["n_patients"] and a["n_patients"] < a["n_images"]:
+        lines.append("  NOTE: several images per patient: DeLong and Clopper-Pearson (and the acceptance judged on "
+                     "them) treat images as independent and are too narrow; compare the patient bootstrap")
     everything = document["all_inputs"]
     lines.append(f"  with refusals counted as failures: sensitivity {everything['sensitivity']['value']:.3f}, "
                  f"specificity {everything['specificity']['value']:.3f}")

@@ -7,9 +7,10 @@
   relative to the folder, or absolute; a label of 0 or 1).
 
 Nothing vanishes: a label that matches no file, a file that matches no label, a label other
-than 0/1, a duplicated path, a metadata row that fails validation, a file name that names no
-patient - each is an exclusion with its reason and detail, counted in the assessment and
-making the exit code 1. One case is not an exclusion: NIH metadata describes 112,120 images and
+than 0/1, a path labelled twice (an exact duplicate: the file is scored once) or with
+conflicting labels (the file is not scored: which label is true is not ours to guess), a
+metadata row that fails validation, a file name that names no patient - each is an exclusion
+with its reason and detail, counted in the assessment and making the exit code 1. One case is not an exclusion: NIH metadata describes 112,120 images and
 a set holds the ones it holds, so a metadata row whose image is not under the image folders is
 *outside the set* - counted and listed (``outside_set.csv``), as ``cohort`` reports
 ``no_image_file``, without making the exit code 1.
@@ -18,11 +19,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pydicom
 
 from cxr_device import exclusions as ex
 from cxr_device.class_folders import read_class_folders
@@ -34,7 +37,7 @@ from cxr_device.nih_metadata import read_nih_metadata
 from cxr_device.runtime.header_check import collect_paths
 
 LABEL_WITHOUT_FILE, FILE_WITHOUT_LABEL = "label_without_file", "file_without_label"
-INVALID_LABEL, DUPLICATE_LABEL = "invalid_label", "duplicate_label"
+INVALID_LABEL, DUPLICATE_LABEL, CONFLICTING_LABEL = "invalid_label", "duplicate_label", "conflicting_label"
 SOURCES = ("cohort", "folders", "metadata", "dicom")
 
 
@@ -45,7 +48,7 @@ class LabelledInput:
     key: str  # how the image is named in the outputs: image id or path relative to the source
     path: Path
     label: int
-    patient: str  # a pseudonymous patient key ("" when the source records none)
+    patient: str  # a pseudonymous patient key ("" when the source records none: the image is its own unit)
     age_years: float | None = None
     sex: str = ""
     view: str = ""
@@ -115,39 +118,78 @@ def from_metadata(metadata: str | Path, images: list[str | Path]) -> InputSet:
 
 
 def from_dicom_labels(dicom_dir: str | Path, labels_csv: str | Path) -> InputSet:
-    """DICOM files under ``dicom_dir`` matched to the labels CSV (``path,label``)."""
+    """DICOM files under ``dicom_dir`` matched to the labels CSV (``path,label``).
+
+    Rows naming one file (by its resolved path) are read together: when they agree, the first is
+    used and each further row is a ``duplicate_label`` exclusion; when they disagree, the file is
+    not scored and every one of its rows is a ``conflicting_label`` exclusion naming all of them.
+    Each patient is the file's PatientID (with IssuerOfPatientID), hashed (:func:`patient_key`).
+    """
     folder, labels_path = Path(dicom_dir), Path(labels_csv)
     if not folder.is_dir():
         raise DatasetError(f"{folder}: DICOM folder not found (given with --dicom)")
-    rows = _read_labels(labels_path)
     files = {p.resolve(): p for p in collect_paths([folder])}
-    items, excluded, seen = [], [], {}
-    for line, raw_path, raw_label in rows:
-        path = Path(raw_path) if Path(raw_path).is_absolute() else folder / raw_path
-        where = f"{labels_path} line {line}"
+    excluded: list[tuple[int, dict]] = []  # (line, exclusion): listed in the order of the CSV
+    groups: dict[Path, list[tuple[int, str, str]]] = {}  # resolved path -> its rows (line, path, label)
+    for line, raw_path, raw_label in _read_labels(labels_path):
         if raw_label.strip() not in ("0", "1"):
-            excluded.append({"key": raw_path, "reason": INVALID_LABEL,
-                             "detail": f"{where}: label {raw_label!r} is not 0 or 1"})
+            excluded.append((line, {"key": raw_path, "reason": INVALID_LABEL,
+                                    "detail": f"{labels_path} line {line}: label {raw_label!r} is not 0 or 1"}))
             continue
-        resolved = path.resolve()
-        if resolved in seen:
-            excluded.append({"key": raw_path, "reason": DUPLICATE_LABEL,
-                             "detail": f"{where}: {raw_path} is already labelled on line {seen[resolved]}"})
+        path = Path(raw_path) if Path(raw_path).is_absolute() else folder / raw_path
+        groups.setdefault(path.resolve(), []).append((line, raw_path, raw_label.strip()))
+    items = []
+    for resolved, rows in groups.items():
+        problems = _label_row_problems(rows, labels_path)
+        excluded += problems
+        if len(problems) == len(rows):  # conflicting: no row is used
             continue
-        seen[resolved] = line
+        line, raw_path, label = rows[0]
         if resolved not in files:
-            excluded.append({"key": raw_path, "reason": LABEL_WITHOUT_FILE,
-                             "detail": f"{where}: no file {path} under {folder}" if not path.exists()
-                             else f"{where}: {path} is not under {folder}"})
+            path = Path(raw_path) if Path(raw_path).is_absolute() else folder / raw_path
+            where = f"{labels_path} line {line}"
+            excluded.append((line, {"key": raw_path, "reason": LABEL_WITHOUT_FILE,
+                                    "detail": f"{where}: no file {path} under {folder}" if not path.exists()
+                                    else f"{where}: {path} is not under {folder}"}))
             continue
-        items.append(LabelledInput(_relative(files[resolved], folder), files[resolved], int(raw_label.strip()), ""))
+        path = files[resolved]
+        items.append(LabelledInput(_relative(path, folder), path, int(label), patient_key(path)))
+    listed = [entry for _, entry in sorted(excluded, key=lambda pair: pair[0])]
     for resolved, path in sorted(files.items(), key=lambda kv: str(kv[1])):
-        if resolved not in seen:
-            excluded.append({"key": _relative(path, folder), "reason": FILE_WITHOUT_LABEL,
-                             "detail": f"{path}: no row of {labels_path} labels this file"})
+        if resolved not in groups:
+            listed.append({"key": _relative(path, folder), "reason": FILE_WITHOUT_LABEL,
+                           "detail": f"{path}: no row of {labels_path} labels this file"})
     return InputSet("dicom", {"dicom": str(folder), "labels": str(labels_path),
                               "labels_sha256": hashlib.sha256(labels_path.read_bytes()).hexdigest()},
-                    items, excluded)
+                    items, listed)
+
+
+def _label_row_problems(rows: list[tuple[int, str, str]], labels_path: Path) -> list[tuple[int, dict]]:
+    """The exclusions among the rows that label one file: every row when their labels disagree
+    (``conflicting_label``), else every row after the first (``duplicate_label``)."""
+    first_line, _, first_label = rows[0]
+    if len({label for _, _, label in rows}) > 1:
+        said = ", ".join(f"line {line}: {label}" for line, _, label in rows)
+        return [(line, {"key": raw, "reason": CONFLICTING_LABEL,
+                        "detail": f"{labels_path} line {line}: {raw} has conflicting labels ({said}); the file is not "
+                                  "scored until the labels CSV gives it one label"}) for line, raw, _ in rows]
+    return [(line, {"key": raw, "reason": DUPLICATE_LABEL,
+                    "detail": f"{labels_path} line {line}: {raw} is labelled {label} again, an exact duplicate of "
+                              f"line {first_line}"}) for line, raw, label in rows[1:]]
+
+
+def patient_key(path: Path) -> str:
+    """The file's patient as a pseudonym: sha256 of IssuerOfPatientID and PatientID (hex), so no
+    identifier is ever written; "" when the header names no patient or cannot be read."""
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID", "IssuerOfPatientID"])
+    except Exception:  # noqa: BLE001 - an unreadable file is reported by the scoring, not here
+        return ""
+    patient = str(ds.get("PatientID", "") or "").strip()
+    if not patient:
+        return ""
+    issuer = str(ds.get("IssuerOfPatientID", "") or "").strip()
+    return hashlib.sha256(json.dumps([issuer, patient]).encode()).hexdigest()
 
 
 def _relative(path: Path, folder: Path) -> str:

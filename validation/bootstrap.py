@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from cxr_device.resources import require_memory
+
 from .metrics import ALL_METRICS, all_metrics, ranking, roc_points
 
 FPR_GRID = np.linspace(0.0, 1.0, 101)
@@ -29,6 +31,9 @@ def bootstrap(probs: np.ndarray, labels: np.ndarray, patients: np.ndarray, thres
     percentiles on :data:`FPR_GRID`) when asked.
     """
     probs, labels = np.asarray(probs, float), np.asarray(labels, float)
+    require_memory(8 * (n * (len(metrics) + (len(FPR_GRID) if roc_band else 0)) + 16 * len(probs)),
+                   f"{n:,} bootstrap replicates of {len(probs):,} images",
+                   "lower the bootstrap setting (evaluate.bootstrap, assess[].bootstrap, --bootstrap)")
     codes = np.unique(np.asarray(patients).astype(str), return_inverse=True)[1]
     n_patients = int(codes.max()) + 1 if len(codes) else 0
     r = ranking(probs, labels)

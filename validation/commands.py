@@ -109,9 +109,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .bootstrap import format_interval
     from .evaluation import evaluate_run  # imports torch: only when asked
 
-    if args.bootstrap < 100:
-        print("cxr-device evaluate: error: --bootstrap must be at least 100", file=sys.stderr)
-        return 2
     m = evaluate_run(args.run, args.bootstrap, args.seed, args.target_sensitivity, args.rules,
                      progress=not args.quiet and sys.stderr.isatty(), calibration=args.calibration,
                      policy=policy_from_args(args.threshold_policy, args.threshold_target, args.plateau_tolerance))
@@ -217,8 +214,6 @@ def _assess(args: argparse.Namespace) -> int:
     from .assessment import assess, left_out, summary_lines
     from .assessment_inputs import input_set
 
-    if args.bootstrap < 100:
-        raise CxrDeviceError("--bootstrap must be at least 100")
     out = check_output_dir(args.out or RunLayout(args.bundle.resolve().parent).assessment(check_name(args.name)))
     targets = read_targets(args.profile)
     inputs = input_set(vars(args))

@@ -37,6 +37,7 @@ from cxr_device.training import (
     resolve_device,
     split_datasets,
 )
+from cxr_device.validated import Proportion, Replicates, Seed, check_setting
 
 from . import calibration as cal
 from . import figures as fig
@@ -56,6 +57,9 @@ def evaluate_run(run_dir: str | Path, n_bootstrap: int = 2000, seed: int = 0, ta
 
     ``calibration`` (platt | temperature | none) and ``policy`` (default: maximum F1) are fitted
     and chosen on the validation split only."""
+    check_setting(Replicates, n_bootstrap, "bootstrap")
+    check_setting(Seed, seed, "seed")
+    check_setting(Proportion, target_sensitivity, "target_sensitivity")
     policy = policy or ThresholdPolicy()
     layout = RunLayout(run_dir)
     model, config, meta = load_trained(layout.root)
