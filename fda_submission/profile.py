@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from cxr_device.validated import SETTINGS, Fraction, build, check_keys
 from cxr_device.yaml_io import load_yaml
 from validation.acceptance import Acceptance
+from validation.margins import Margins
 
 from .population import Population
 
@@ -116,6 +117,7 @@ class Pccp(_Section):
 
     planned_changes: list[Text] | None = None
     retraining_data_policy: MaybeText = None
+    margins: Margins = Field(default_factory=Margins)  # non-inferiority of a modified device (cxr-device compare)
 
 
 class Postmarket(_Section):

@@ -134,9 +134,7 @@ def assess(bundle: Bundle, inputs: InputSet, out_dir: str | Path, name: str, acc
     out.mkdir(parents=True, exist_ok=True)
     frame = score(bundle, inputs, progress)
     _write_predictions(frame, out / PREDICTIONS)
-    if inputs.outside:
-        pd.DataFrame(inputs.outside, columns=["key", "reason", "detail"]).map(spreadsheet_cell).to_csv(
-            out / OUTSIDE_SET, index=False, lineterminator="\n")
+    write_outside_set(inputs, out)
     accepted = frame[frame["status"] == ACCEPTED]
     threshold = bundle.threshold
     usable = len(accepted) > 0 and 0 < accepted["label"].sum() < len(accepted)
@@ -175,6 +173,13 @@ def assess(bundle: Bundle, inputs: InputSet, out_dir: str | Path, name: str, acc
     document = finite(document)
     (out / ASSESSMENT).write_text(json.dumps(document, indent=2) + "\n")
     return document
+
+
+def write_outside_set(inputs: InputSet, out: Path) -> None:
+    """``outside_set.csv``: the metadata rows naming images the set does not hold (none: no file)."""
+    if inputs.outside:
+        pd.DataFrame(inputs.outside, columns=["key", "reason", "detail"]).map(spreadsheet_cell).to_csv(
+            out / OUTSIDE_SET, index=False, lineterminator="\n")
 
 
 def left_out(document: dict) -> int:
