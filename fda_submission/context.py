@@ -20,6 +20,7 @@ from cxr_device.run_layout import COHORT_CSV, COHORT_SUMMARY, RULES, RunLayout
 from cxr_device.runtime.input_rules import load_rules
 from cxr_device.splits import SPLITS
 from validation.assessment import ACCEPTANCE_METHODS, ASSESSMENT, PREDICTIONS
+from validation.comparison import COMPARISON
 
 from .agreement import reader_agreement
 from .completeness import todo, value_or_todo
@@ -86,6 +87,7 @@ def build_context(run_dir: str | Path, profile: dict, junit_rows: list | None = 
         read[agreement["path"]] = Path(agreement["path"])
 
     identity = device_identity(layout.device_json, device, profile)
+    comparisons = _comparisons(layout, read, identity.device_sha256)
     date = issue_date(profile, run)
     population = derived(profile["population"], profile["study"]["sites"])
     study = profile["study"]
@@ -133,6 +135,7 @@ def build_context(run_dir: str | Path, profile: dict, junit_rows: list | None = 
         "development_images": development_images(cohort_csv),
         "left_out": left_out,
         "assessments": assessments,
+        "comparisons": comparisons,
         "acceptance_methods": ACCEPTANCE_METHODS,
         "sample_size": plan.as_dict(),
         "prevalence_source": "profile: expected_prevalence" if profile["expected_prevalence"]
@@ -181,6 +184,39 @@ def _assessments(layout: RunLayout, read: dict[str, Path], ages: dict) -> list[d
         document["in_population"] = None if not fit or not fit["n_with_age"] else fit["n_inside"] == fit["n_with_age"]
         out.append(document)
     return out
+
+
+def _comparisons(layout: RunLayout, read: dict[str, Path], device_sha256: str) -> list[dict]:
+    """Every ``comparison/<set>/comparison.json`` of the run (``cxr-device compare``), as the PCCP
+    cites it: verdict, margins, each difference (modified - released) with its 95% interval."""
+    out = []
+    root = layout.comparison_root
+    for path in sorted(root.glob(f"*/{COMPARISON}")) if root.is_dir() else []:
+        try:
+            c = json.loads(path.read_text())
+            read[str(path)] = path
+            margins = c["margins"]
+            out.append({
+                "name": c["name"], "file": f"comparison/{path.parent.name}/{COMPARISON}", "verdict": c["verdict"],
+                "released": c["devices"]["baseline"]["device_json_sha256"],
+                "this_device": c["devices"]["candidate"]["device_json_sha256"] == device_sha256,
+                "n_cases": c["paired"]["n_cases"],
+                "not_scored": f"{c['refusals']['not_scored_by_baseline']} / {c['refusals']['not_scored_by_candidate']}",
+                **{k: _difference(c[k]) for k in ("auroc", "sensitivity", "specificity")},
+                "margins": ", ".join(f"{k} {margins[k]:+g}" for k in ("auroc", "sensitivity", "specificity")
+                                     if margins[k] is not None) + f"; refusals +{margins['refusal_increase']:g}"})
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise CxrDeviceError(f"{path}: not a readable comparison ({type(err).__name__}: {err}); re-run "
+                                 "`cxr-device compare`") from None
+    return out
+
+
+def _difference(endpoint: dict) -> str:
+    lo, hi = endpoint["ci95"]
+    if endpoint["difference"] is None:
+        return "n/a"
+    interval = "" if lo is None or hi is None else f" (95% CI {lo:+.3f} to {hi:+.3f})"
+    return f"{endpoint['difference']:+.3f}{interval}"
 
 
 def _population_fit(predictions: Path, ages: dict, read: dict[str, Path]) -> dict | None:

@@ -27,17 +27,13 @@ LOOSE = Margins(auroc=-0.9, sensitivity=-0.9, specificity=-0.9, min_positives=2,
 
 
 @pytest.fixture(autouse=True)
-def compare_registered(monkeypatch):
-    """`compare` as pyproject.toml declares it, for a venv installed before the command existed."""
-    real = cli.entry_points
-
-    def with_compare(group):
-        found = list(real(group=group))
-        if group == "cxr_device.commands" and "compare" not in {e.name for e in found}:
-            found.append(EntryPoint("compare", "validation.commands:compare_command", group))
-        return found
-
-    monkeypatch.setattr(cli, "entry_points", with_compare)
+def tree_commands(monkeypatch):
+    """The commands this source tree declares in pyproject.toml, whatever the installed metadata says
+    (a venv installed before `compare` existed, or from another checkout)."""
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]
+    group = "cxr_device.commands"
+    points = [EntryPoint(name, value, group) for name, value in declared[group].items()]
+    monkeypatch.setattr(cli, "entry_points", lambda group: points if group == "cxr_device.commands" else [])
 
 
 def test_pyproject_declares_the_command():
@@ -280,3 +276,30 @@ def test_profile_margins_default_to_the_model(tmp_path):
     assert load_profile(partial)["pccp"]["margins"] == {**Margins().model_dump(), "auroc": -0.03}
     assert "margins:" in default_profile_path().read_text()
     assert not math.isnan(Margins().auroc)
+
+
+@pytest.mark.requirement("REQ-COMPARE-001", "REQ-DOC-001")
+def test_the_pccp_cites_the_comparisons_of_the_run(trained_run, candidate_run, bundles, tmp_path):
+    from fda_submission.render import render_documents
+
+    run = shutil.copytree(candidate_run, tmp_path / "run", ignore=shutil.ignore_patterns("cache"))
+    shutil.copytree(trained_run / "eda", run / "eda")
+    summary_path = run / "model" / "train_summary.json"
+    summary = json.loads(summary_path.read_text())
+    summary["cohort"]["dir"] = str(run / "cohort")
+    summary_path.write_text(json.dumps(summary))
+    before = render_documents(run, tmp_path / "before", formats=("md",))
+    assert "cxr-device compare" not in (tmp_path / "before" / "pccp.md").read_text() and before["md"]
+    document = compare(bundles[0], load_bundle(run / "bundle"), from_cohort(run / "cohort", "test"),
+                       run / "comparison" / "internal", "internal", LOOSE, "test profile")
+    render_documents(run, tmp_path / "after", formats=("md",))
+    pccp = (tmp_path / "after" / "pccp.md").read_text()
+    a = document["auroc"]
+    assert "`cxr-device compare --baseline RELEASED/bundle --candidate MODIFIED/bundle" in pccp
+    row = next(line for line in pccp.splitlines() if line.startswith("| internal |"))
+    assert f"{a['difference']:+.3f} (95% CI {a['ci95'][0]:+.3f} to {a['ci95'][1]:+.3f})" in row
+    assert row.endswith(f"| {document['verdict']} |") and "auroc -0.9, sensitivity -0.9" in row
+    assert document["devices"]["baseline"]["device_json_sha256"][:16] in row and "not this one" not in row
+    assert "*Source: `comparison/internal/comparison.json`.*" in pccp
+    appendices = (tmp_path / "after" / "appendices.md").read_text()
+    assert "comparison/internal/comparison.json" in appendices  # hashed in the provenance appendix
