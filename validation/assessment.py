@@ -43,11 +43,11 @@ ACCEPTANCE_METHODS = {"auroc": "DeLong", "sensitivity": "Clopper-Pearson", "spec
 BATCH = 64
 
 
-def score(bundle: Bundle, inputs: InputSet, progress: bool = False) -> pd.DataFrame:
+def score(bundle: Bundle, inputs: InputSet, progress: bool = False, desc: str = "assess") -> pd.DataFrame:
     """Run every labelled input through the device; one row per input, in input order."""
     pipeline = DevicePipeline(bundle)
     results: list[Prediction] = []
-    bar = tqdm(total=len(inputs.items), desc="assess", unit="img", disable=not progress)
+    bar = tqdm(total=len(inputs.items), desc=desc, unit="img", disable=not progress)
     for start in range(0, len(inputs.items), BATCH):
         chunk = inputs.items[start:start + BATCH]
         results += pipeline.run([item.path for item in chunk], allow_non_dicom=not inputs.dicom)

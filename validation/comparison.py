@@ -97,7 +97,7 @@ def compare(baseline: Bundle, candidate: Bundle, inputs: InputSet, out_dir: str 
     and report.html into ``out_dir``; return comparison.json's content."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paired = pair_scores(score(baseline, inputs, progress), score(candidate, inputs, progress))
+    paired = pair_scores(score(baseline, inputs, progress, "baseline"), score(candidate, inputs, progress, "candidate"))
     _write_predictions(paired, out / PREDICTIONS)
     write_outside_set(inputs, out)
     both = paired[paired["scored_by"] == BOTH]
@@ -115,7 +115,7 @@ def compare(baseline: Bundle, candidate: Bundle, inputs: InputSet, out_dir: str 
                    "n_outside_set": len(inputs.outside),
                    "outside_set_listed_in": OUTSIDE_SET if inputs.outside else None,
                    "n_positive": int((paired["label"] == 1).sum()), "n_negative": int((paired["label"] == 0).sum())},
-        "paired": {"n_cases": int(len(both)), "n_patients": int(both["patient"].nunique()),
+        "paired": {"n_cases": len(both), "n_patients": int(both["patient"].nunique()),
                    "n_positive": int((both["label"] == 1).sum()), "n_negative": int((both["label"] == 0).sum()),
                    "differences": "candidate - baseline",
                    "independence": "each case (image) is treated as independent; several images of one patient "
@@ -163,10 +163,10 @@ def summary_lines(document: dict) -> list[str]:
     """What ``compare`` prints: counts, each difference with its interval and test, refusals, verdict."""
     inputs, paired, refusals = document["inputs"], document["paired"], document["refusals"]
     criteria = document["judgement"]["criteria"]
-    lines = [f"comparison {document['name']}: {inputs['n_labelled']} labelled inputs, {paired['n_cases']} scored by "
-             f"both devices ({paired['n_positive']} positive, {paired['n_negative']} negative); not scored: "
-             f"{refusals['not_scored_by_baseline']} by the baseline, {refusals['not_scored_by_candidate']} by the "
-             f"candidate; {inputs['n_excluded']} excluded before scoring"]
+    lines = [(f"comparison {document['name']}: {inputs['n_labelled']} labelled inputs, {paired['n_cases']} scored by "
+              f"both devices ({paired['n_positive']} positive, {paired['n_negative']} negative); not scored: "
+              f"{refusals['not_scored_by_baseline']} by the baseline, {refusals['not_scored_by_candidate']} by the "
+              f"candidate; {inputs['n_excluded']} excluded before scoring")]
     if document["same_device"]:
         lines.append("  note: baseline and candidate are the same locked device (same device.json sha256)")
     a = document["auroc"]

@@ -69,44 +69,42 @@ def _unscored(refusals: dict) -> str:
 
 def render_report(document: dict, figure_png: bytes | None) -> str:
     """The HTML text of the report."""
-    devices = document["devices"]
+    name, paired = _e(document["name"]), document["paired"]
     judgement, refusals, g = document["judgement"], document["refusals"], document["agreement"]
-    parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Comparison {_e(document['name'])}"
-             f"</title><style>{STYLE}</style></head><body>",
-             f"<h1>Comparison on {_e(document['name'])}: {_e(document['verdict'])}</h1>",
-             f"<p>Made by <code>cxr-device compare</code>; differences are {_e(document['paired']['differences'])}, "
-             f"on the {document['paired']['n_cases']} inputs both devices scored "
-             f"({document['paired']['n_positive']} positive, {document['paired']['n_negative']} negative, "
-             f"{document['paired']['n_patients']} patients). Margins: {_e(document['margins']['source'])}. "
-             f"{_e(judgement['rule'])}.</p>",
-             _table(["device", "device.json sha256", "threshold", "signature"],
-                    [[d, _e(v["device_json_sha256"]), _f(v["threshold"]), _e(v["signature"])]
-                     for d, v in devices.items()])]
+    head = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Comparison {name}</title>'
+            f"<style>{STYLE}</style></head><body>")
+    intro = (f"<p>Made by <code>cxr-device compare</code>; differences are {_e(paired['differences'])}, on the "
+             f"{paired['n_cases']} inputs both devices scored ({paired['n_positive']} positive, "
+             f"{paired['n_negative']} negative, {paired['n_patients']} patients). Margins: "
+             f"{_e(document['margins']['source'])}. {_e(judgement['rule'])}.</p>")
+    devices = _table(["device", "device.json sha256", "threshold", "signature"],
+                     [[d, _e(v["device_json_sha256"]), _f(v["threshold"]), _e(v["signature"])]
+                      for d, v in document["devices"].items()])
+    parts = [head, f"<h1>Comparison on {name}: {_e(document['verdict'])}</h1>", intro, devices]
     if judgement["not_enough_data"]:
-        parts.append("<h2>Not enough data</h2><ul>" + "".join(f"<li>{_e(r)}</li>" for r in judgement["not_enough_data"])
-                     + "</ul>")
-    parts += ["<h2>Differences and margins</h2>", _endpoints(document),
-              f"<p>{_e(document['paired']['independence'])}.</p>"]
+        reasons = "".join(f"<li>{_e(r)}</li>" for r in judgement["not_enough_data"])
+        parts.append(f"<h2>Not enough data</h2><ul>{reasons}</ul>")
+    parts += ["<h2>Differences and margins</h2>", _endpoints(document), f"<p>{_e(paired['independence'])}.</p>"]
     if figure_png:
-        parts.append(f"<img alt=\"ROC curves of both devices with their locked operating points\" "
-                     f"src=\"data:image/png;base64,{base64.b64encode(figure_png).decode('ascii')}\">")
+        data = base64.b64encode(figure_png).decode("ascii")
+        parts.append(f'<img alt="ROC curves of both devices with their locked operating points" '
+                     f'src="data:image/png;base64,{data}">')
     t = g["table"]
-    parts += ["<h2>Agreement of the decisions</h2>",
-              _table(["", "candidate: pneumonia", "candidate: no pneumonia"],
-                     [["baseline: pneumonia", str(t["both_positive"]), str(t["baseline_only_positive"])],
-                      ["baseline: no pneumonia", str(t["candidate_only_positive"]), str(t["both_negative"])]]),
+    decisions = _table(["", "candidate: pneumonia", "candidate: no pneumonia"],
+                       [["baseline: pneumonia", str(t["both_positive"]), str(t["baseline_only_positive"])],
+                        ["baseline: no pneumonia", str(t["candidate_only_positive"]), str(t["both_negative"])]])
+    parts += ["<h2>Agreement of the decisions</h2>", decisions,
               f"<p>Observed agreement {_f(g['observed_agreement'])}, Cohen's kappa {_f(g['kappa'])}.</p>"]
     r = judgement["criteria"]["refusals"]
-    parts += ["<h2>Inputs not scored</h2>",
-              f"<p>Not scored by the baseline: {refusals['not_scored_by_baseline']}; by the candidate: "
-              f"{refusals['not_scored_by_candidate']}, of {refusals['n_inputs']}. Increase of the unscored share "
-              f"{_f(r['increase'], True)} (allowed up to {r['margin']:g}): {_verdict(r['met'])}. "
-              f"{_e(refusals['finding'] or 'No change in which inputs are scored.')}</p>", _unscored(refusals)]
+    unscored = (f"<p>Not scored by the baseline: {refusals['not_scored_by_baseline']}; by the candidate: "
+                f"{refusals['not_scored_by_candidate']}, of {refusals['n_inputs']}. Increase of the unscored share "
+                f"{_f(r['increase'], True)} (allowed up to {r['margin']:g}): {_verdict(r['met'])}. "
+                f"{_e(refusals['finding'] or 'No change in which inputs are scored.')}</p>")
+    parts += ["<h2>Inputs not scored</h2>", unscored, _unscored(refusals)]
     excluded = document["inputs"]["excluded"]
     if excluded:
-        parts += ["<h2>Excluded before scoring</h2>",
-                  _table(["input", "reason", "detail"], [[_e(x["key"]), _e(x["reason"]), _e(x["detail"])]
-                                                        for x in excluded])]
+        rows = [[_e(x["key"]), _e(x["reason"]), _e(x["detail"])] for x in excluded]
+        parts += ["<h2>Excluded before scoring</h2>", _table(["input", "reason", "detail"], rows)]
     parts.append("</body></html>\n")
     return "\n".join(parts)
 
