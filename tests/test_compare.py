@@ -313,3 +313,19 @@ def test_the_pccp_cites_the_comparisons_of_the_run(trained_run, candidate_run, b
     assert "*Source: `comparison/internal/comparison.json`.*" in pccp
     appendices = (tmp_path / "after" / "appendices.md").read_text()
     assert "comparison/internal/comparison.json" in appendices  # hashed in the provenance appendix
+
+
+@pytest.mark.requirement("REQ-INPUT-002")
+def test_the_report_escapes_every_text_from_the_inputs(trained_run, bundles, tmp_path):
+    from validation.comparison_report import render_report
+
+    document = compare(*bundles, from_cohort(trained_run / "cohort", "test"), tmp_path / "c", "s", LOOSE, "test")
+    hostile = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+    document["refusals"]["unscored_by_both"] = [{"key": hostile, "label": 1, "baseline_status": "refused",
+                                                 "baseline_reason": hostile, "candidate_status": "unreadable",
+                                                 "candidate_reason": hostile}]
+    document["inputs"]["excluded"] = [{"key": hostile, "reason": "label_without_file", "detail": hostile}]
+    document["margins"]["source"] = hostile
+    page = render_report(document, b"\x89PNG")
+    assert "<script" not in page and "<img src=x" not in page and "&lt;script&gt;" in page
+    assert page.count("<img ") == 1 and 'src="data:image/png;base64,' in page  # only the embedded figure
