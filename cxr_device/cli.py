@@ -32,6 +32,8 @@ Typical journeys:
   cxr-device run configs/pediatric_reference.yaml      one config, every step, resumable
   cxr-device assess --bundle RUN/bundle --name site-a --dicom exports/ --labels labels.csv
                                                        the locked device on data it has never seen
+  cxr-device compare --baseline OLD/bundle --candidate NEW/bundle --name site-a --dicom exports/ \\
+      --labels labels.csv --profile my_device.yaml --run NEW   a retrained device against the released one
   cxr-device check-dicom exports/ --format junit --out qa.xml     QA of DICOM exports
   cxr-device sign --bundle RUN/bundle --key keys/signing_key.pem  sign the locked device
   cxr-device predict --bundle RUN/bundle --trusted-key pub.pem study.dcm   the device on a DICOM

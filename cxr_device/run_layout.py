@@ -76,6 +76,15 @@ class RunLayout:
         """``assessment/<name>/``: standalone performance of the bundle on one external set."""
         return self.assessment_root / name
 
+    @property
+    def comparison_root(self) -> Path:
+        """``comparison/``: one folder per set on which this run's device was compared with another."""
+        return self.root / "comparison"
+
+    def comparison(self, name: str) -> Path:
+        """``comparison/<name>/``: paired comparison of two locked devices on one set (``compare``)."""
+        return self.comparison_root / name
+
     # --- files ---------------------------------------------------------------------------------
     @property
     def manifest(self) -> Path:

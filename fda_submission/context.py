@@ -21,6 +21,7 @@ from cxr_device.run_layout import COHORT_CSV, COHORT_SUMMARY, RULES, RunLayout
 from cxr_device.runtime.input_rules import load_rules
 from cxr_device.splits import SPLITS
 from validation.assessment import ACCEPTANCE_METHODS, ASSESSMENT, PREDICTIONS
+from validation.comparison import COMPARISON
 
 from . import wording
 from .agreement import reader_agreement
@@ -98,6 +99,7 @@ def build_context(run_dir: str | Path, profile: dict, junit_rows: list | None = 
 
     identity = device_identity(layout.device_json, device, profile)
     claim = claim_wording(profile, profile["device_name"])
+    comparisons = _comparisons(layout, read, identity.device_sha256)
     date = issue_date(profile, run)
     population = derived(profile["population"], profile["study"]["sites"])
     study = profile["study"]
@@ -145,6 +147,7 @@ def build_context(run_dir: str | Path, profile: dict, junit_rows: list | None = 
         "development_images": development_images(cohort_csv),
         "left_out": left_out,
         "assessment_files": assessments,
+        "comparisons": comparisons,
         "acceptance_methods": ACCEPTANCE_METHODS,
         "sample_size": plan.as_dict(),
         "prevalence_source": "profile: expected_prevalence" if profile["expected_prevalence"]
@@ -219,6 +222,24 @@ def _assessments(layout: RunLayout, read: dict[str, Path], ages: dict) -> list[d
         # True: every recorded age inside the population; False: some outside; None: no age recorded
         document["in_population"] = None if not fit or not fit["n_with_age"] else fit["n_inside"] == fit["n_with_age"]
         out.append(document)
+    return out
+
+
+def _comparisons(layout: RunLayout, read: dict[str, Path], device_sha256: str) -> list[dict]:
+    """Every ``comparison/<set>/comparison.json`` of the run (``cxr-device compare``), as the PCCP
+    cites it, with ``file`` and ``this_device`` (is the modified device the one the documents describe)."""
+    out = []
+    root = layout.comparison_root
+    for path in sorted(root.glob(f"*/{COMPARISON}")) if root.is_dir() else []:
+        try:
+            c = json.loads(path.read_text())
+            read[str(path)] = path
+            c.update(file=f"comparison/{path.parent.name}/{COMPARISON}", folder=path.parent.name,
+                     this_device=c["devices"]["candidate"]["device_json_sha256"] == device_sha256)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise CxrDeviceError(f"{path}: not a readable comparison ({type(err).__name__}: {err}); re-run "
+                                 "`cxr-device compare`") from None
+        out.append(c)
     return out
 
 

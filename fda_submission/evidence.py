@@ -45,6 +45,9 @@ def traced_context(context: dict) -> dict:
         out[key] = traced(context[key], source)
     out["profile"] = traced(context["profile"], Source(PROFILE))
     out["assessment_files"] = [_traced_assessment(a) for a in context["assessment_files"]]
+    out["comparisons"] = [TracedMapping(c, Source(c["file"]), {k: Source(DERIVED, f"comparisons.{c['folder']}.{k}")
+                                                                for k in ("file", "folder", "this_device")})
+                          for c in context["comparisons"]]
     for key in DERIVED_KEYS:
         out[key] = traced(context[key], Source(DERIVED, key))
     return add_texts(out)
@@ -61,6 +64,8 @@ def derived_record(context: dict) -> dict:
     record = {key: untraced(context[key]) for key in DERIVED_KEYS}
     record["assessments"] = {a["folder"]: {"population_fit": untraced(a.get("population_fit")),
                                            "in_population": a.get("in_population")} for a in context["assessments"]}
+    record["comparisons"] = {c["folder"]: {k: c[k] for k in ("file", "folder", "this_device")}
+                             for c in context["comparisons"]}
     return json.loads(json.dumps(record, default=str))
 
 

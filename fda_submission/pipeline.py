@@ -52,6 +52,7 @@ from cxr_device.yaml_io import load_yaml
 from validation.acceptance import read_targets
 from validation.assessment import ASSESSMENT, assess, left_out
 from validation.assessment_inputs import input_set
+from validation.comparison import COMPARISON
 from validation.evaluation import evaluate_run
 
 from . import STEPS
@@ -141,6 +142,7 @@ class Pipeline:
         elif step == "submission":
             files = [run.metrics, run.device_json, run.eda_json]
             files += [run.assessment(s["name"]) / ASSESSMENT for s in self.config.assess]
+            files += sorted(run.comparison_root.glob(f"*/{COMPARISON}"))  # `compare --run` outputs the PCCP cites
             files += [Path(p) for p in (self.config.submission["profile"], self.config.submission["junit"]) if p]
         return {str(f): sha256_file(f) for f in files if Path(f).is_file()}
 

@@ -30,6 +30,7 @@ from cxr_device.safe_text import one_line, terminal
 from cxr_device.validated import SETTINGS, Fraction, build, check_keys
 from cxr_device.yaml_io import load_yaml
 from validation.acceptance import Acceptance
+from validation.margins import Margins
 
 from .population import Population
 
@@ -143,6 +144,7 @@ class Pccp(_Section):
 
     planned_changes: list[Text] | None = None
     retraining_data_policy: MaybeText = None
+    margins: Margins = Field(default_factory=Margins)  # non-inferiority of a modified device (cxr-device compare)
 
 
 class Postmarket(_Section):

@@ -47,11 +47,11 @@ ACCEPTANCE_METHODS = {"auroc": "DeLong", "sensitivity": "Clopper-Pearson", "spec
 BATCH = 64
 
 
-def score(bundle: Bundle, inputs: InputSet, progress: bool = False) -> pd.DataFrame:
+def score(bundle: Bundle, inputs: InputSet, progress: bool = False, desc: str = "assess") -> pd.DataFrame:
     """Run every labelled input through the device; one row per input, in input order."""
     pipeline = DevicePipeline(bundle)
     results: list[Prediction] = []
-    bar = tqdm(total=len(inputs.items), desc="assess", unit="img", disable=not progress)
+    bar = tqdm(total=len(inputs.items), desc=desc, unit="img", disable=not progress)
     for start in range(0, len(inputs.items), BATCH):
         chunk = inputs.items[start:start + BATCH]
         results += pipeline.run([item.path for item in chunk], allow_non_dicom=not inputs.dicom)
@@ -154,9 +154,7 @@ def assess(bundle: Bundle, inputs: InputSet, out_dir: str | Path, name: str, acc
     out.mkdir(parents=True, exist_ok=True)
     frame = score(bundle, inputs, progress)
     _write_predictions(frame, out / PREDICTIONS)
-    if inputs.outside:
-        pd.DataFrame(inputs.outside, columns=["key", "reason", "detail"]).map(spreadsheet_cell).to_csv(
-            out / OUTSIDE_SET, index=False, lineterminator="\n")
+    write_outside_set(inputs, out)
     accepted = frame[frame["status"] == ACCEPTED]
     threshold = bundle.threshold
     usable = len(accepted) > 0 and 0 < accepted["label"].sum() < len(accepted)
@@ -202,6 +200,13 @@ def assess(bundle: Bundle, inputs: InputSet, out_dir: str | Path, name: str, acc
 def excluded_by_reason(inputs: InputSet) -> dict[str, int]:
     """How many inputs were excluded before scoring, by reason (``conflicting_label`` ...)."""
     return dict(sorted(Counter(e["reason"] for e in inputs.excluded).items()))
+
+
+def write_outside_set(inputs: InputSet, out: Path) -> None:
+    """``outside_set.csv``: the metadata rows naming images the set does not hold (none: no file)."""
+    if inputs.outside:
+        pd.DataFrame(inputs.outside, columns=["key", "reason", "detail"]).map(spreadsheet_cell).to_csv(
+            out / OUTSIDE_SET, index=False, lineterminator="\n")
 
 
 def left_out(document: dict) -> int:

@@ -1,4 +1,4 @@
-"""Subcommands of ``cxr-device`` that live in ``validation``: check-dicom, evaluate and assess."""
+"""Subcommands of ``cxr-device`` that live in ``validation``: check-dicom, evaluate, assess and compare."""
 from __future__ import annotations
 
 import argparse
@@ -184,15 +184,7 @@ def assess_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bundle", required=True, type=Path, help="bundle folder (RUN/bundle)")
     p.add_argument("--name", required=True, help="a name for this set (letters, digits, . _ -); OUT defaults to "
                    "RUN/assessment/NAME")
-    source = p.add_argument_group("the labelled set (exactly one)")
-    source.add_argument("--cohort", type=Path, metavar="DIR", help="a cohort folder (with --split, default test)")
-    source.add_argument("--split", default="test", help="the cohort split to assess (default test)")
-    source.add_argument("--folders", type=Path, metavar="ROOT", help="NORMAL/PNEUMONIA class folders")
-    source.add_argument("--metadata", type=Path, metavar="CSV", help="NIH-format metadata (with --images)")
-    source.add_argument("--images", nargs="+", action="extend", default=[], metavar="DIR",
-                        help="image folders for --metadata")
-    source.add_argument("--dicom", type=Path, metavar="DIR", help="a folder of DICOM files (with --labels)")
-    source.add_argument("--labels", type=Path, metavar="CSV", help="path,label CSV for --dicom")
+    add_source_arguments(p)
     p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default RUN/assessment/NAME)")
     p.add_argument("--profile", type=Path, metavar="YAML",
                    help="device profile: its acceptance criteria are judged and its expected_prevalence used for PPV/NPV")
@@ -203,6 +195,19 @@ def assess_command(sub: argparse._SubParsersAction) -> None:
     add_trusted_key(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_assess)
+
+
+def add_source_arguments(p: argparse.ArgumentParser) -> None:
+    """The labelled-set options of ``assess`` and ``compare`` (read by :func:`input_set`)."""
+    source = p.add_argument_group("the labelled set (exactly one)")
+    source.add_argument("--cohort", type=Path, metavar="DIR", help="a cohort folder (with --split, default test)")
+    source.add_argument("--split", default="test", help="the cohort split to use (default test)")
+    source.add_argument("--folders", type=Path, metavar="ROOT", help="NORMAL/PNEUMONIA class folders")
+    source.add_argument("--metadata", type=Path, metavar="CSV", help="NIH-format metadata (with --images)")
+    source.add_argument("--images", nargs="+", action="extend", default=[], metavar="DIR",
+                        help="image folders for --metadata")
+    source.add_argument("--dicom", type=Path, metavar="DIR", help="a folder of DICOM files (with --labels)")
+    source.add_argument("--labels", type=Path, metavar="CSV", help="path,label CSV for --dicom")
 
 
 def _assess(args: argparse.Namespace) -> int:
@@ -229,3 +234,99 @@ def _assess(args: argparse.Namespace) -> int:
               f"listed in {out / 'assessment.json'}", file=sys.stderr)
         return 1
     return 0
+
+
+# --- compare -------------------------------------------------------------------------------
+COMPARE_EPILOG = """\
+examples:
+  cxr-device compare --baseline runs/v1/bundle --candidate runs/v2/bundle --name site-a \\
+      --dicom sequestered/ --labels labels.csv --profile my_device.yaml --run runs/v2
+  cxr-device compare --baseline runs/v1/bundle --candidate runs/v2/bundle --name peds-test \\
+      --folders chest_xray/test --out /tmp/comparison
+
+statistics (differences are candidate - baseline, on the inputs both devices scored):
+  AUROC        paired DeLong (DeLong, DeLong & Clarke-Pearson 1988): z test and 95% interval
+  sensitivity, each device at its own locked threshold: Newcombe (1998) method 10 interval
+  specificity  (hybrid score, phi-corrected, no continuity correction) and exact McNemar test
+  agreement    2x2 table of the decisions and Cohen's kappa
+  refusals     inputs either device refused or could not read, listed with both reasons
+margins (profile pccp.margins; defaults without --profile): the lower 95% bound of each difference
+  must be above its margin (AUROC -0.02, sensitivity -0.05, specificity -0.05), and the candidate
+  may leave at most 1% more of the inputs unscored. Verdict: met | not met | not enough data
+  (fewer than min_positives / min_negatives (30) scored by both, an undefined interval, or a set
+  too small for even an identical candidate to meet a margin).
+outputs (OUT: RUN/comparison/NAME with --run, else --out): predictions.csv (every labelled input
+  with both devices' status, probability, decision and reason), comparison.json, roc.png (both
+  curves and operating points), report.html (self-contained)
+exit code: 0 verdict met and every labelled input matched; 1 verdict not met or not enough data,
+  or inputs excluded before scoring (unmatched or invalid labels: listed); 2 usage error,
+  unusable input, or a bundle that cannot be trusted
+"""
+
+
+def compare_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compare", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=COMPARE_EPILOG,
+        help="paired comparison of a retrained device with the released one, judged on the PCCP margins",
+        description="Verify both locked bundles, score the same labelled inputs with each through exactly the path\n"
+        "predict and assess use (each at its own locked threshold; nothing tuned), and compare them pairwise:\n"
+        "AUROC, sensitivity and specificity differences with intervals and tests, agreement of the decisions,\n"
+        "and the inputs either device left unscored. The verdict against the profile's PCCP margins gates a\n"
+        "release: only 'met' exits 0.",
+    )
+    p.add_argument("--baseline", required=True, type=Path, metavar="BUNDLE", help="the released device's bundle")
+    p.add_argument("--candidate", required=True, type=Path, metavar="BUNDLE", help="the retrained device's bundle")
+    p.add_argument("--name", required=True, help="a name for this set (letters, digits, . _ -)")
+    add_source_arguments(p)
+    where = p.add_argument_group("where the outputs go (exactly one)")
+    where.add_argument("--run", type=Path, metavar="RUN", help="the run the comparison belongs to (usually the "
+                       "candidate's): writes RUN/comparison/NAME, which its PCCP document cites")
+    where.add_argument("--out", type=Path, metavar="DIR", help="an output folder of your choice")
+    p.add_argument("--profile", type=Path, metavar="YAML", help="device profile: its pccp.margins are judged")
+    from cxr_device.runtime.commands import add_trusted_key
+
+    add_trusted_key(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_compare)
+
+
+def compare_output(run: Path | None, out: Path | None, name: str) -> Path:
+    """RUN/comparison/NAME or OUT; exactly one of the two."""
+    from cxr_device.run_layout import RunLayout, check_name
+
+    check_name(name)
+    if (run is None) == (out is None):
+        raise CxrDeviceError("give --run RUN (the outputs go to RUN/comparison/NAME) or --out DIR, not "
+                             + ("both" if run else "neither"))
+    if run is not None and not run.is_dir():
+        raise CxrDeviceError(f"{run}: not a run folder (given with --run); give the run the comparison belongs to, "
+                             "or --out DIR")
+    return out if out is not None else RunLayout(run).comparison(name)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from cxr_device.console import check_output_dir
+    from cxr_device.runtime.commands import load_verified_bundle
+
+    from .assessment_inputs import input_set
+    from .comparison import COMPARISON, compare, summary_lines
+    from .margins import MET, read_margins
+
+    out = check_output_dir(compare_output(args.run, args.out, args.name))
+    margins, source = read_margins(args.profile)
+    inputs = input_set(vars(args))
+    baseline = load_verified_bundle(args.baseline, args.trusted_key, quiet=True)
+    candidate = load_verified_bundle(args.candidate, args.trusted_key, quiet=True)
+    for role, bundle in (("baseline", baseline), ("candidate", candidate)):  # once both are known to load
+        print(terminal(f"{role} bundle {bundle.folder}: {bundle.signature.describe()}"), file=sys.stderr)
+    document = compare(baseline, candidate, inputs, out, args.name, margins, source,
+                       progress=not args.quiet and sys.stderr.isatty())
+    for line in summary_lines(document):
+        print(terminal(line))
+    print(f"wrote {out}")
+    excluded = document["inputs"]["n_excluded"]
+    if excluded:
+        print(f"cxr-device compare: {excluded} labelled input(s) excluded before scoring (unmatched or invalid "
+              f"labels): listed in {out / COMPARISON} (inputs.excluded); fix the set and compare again",
+              file=sys.stderr)
+    return 0 if document["verdict"] == MET and not excluded else 1

@@ -171,6 +171,26 @@ def plot_operating_point(probs: np.ndarray, labels: np.ndarray, threshold: float
     fig.savefig(pr_path, dpi=120, bbox_inches="tight")
 
 
+PAIRED_COLORS = {"baseline": "#7f8c8d", "candidate": "#c0392b"}
+
+
+def plot_paired_roc(curves: dict, labels: np.ndarray, title: str, path: Path) -> None:
+    """ROC curves of two devices on the same cases, each with its locked operating point.
+    ``curves``: name -> (probabilities, AUROC, (sensitivity, specificity) at its locked threshold)."""
+    fig, ax = _axes(title)
+    for name, (probs, auroc, (sensitivity, specificity)) in curves.items():
+        colour = PAIRED_COLORS.get(name, COLORS["external"])
+        x, y = roc_points(ranking(probs, labels))
+        ax.plot(x, y, color=colour, label=f"{name} (AUROC {auroc:.3f})")
+        ax.plot(1 - specificity, sensitivity, "o", color=colour, markersize=8, markeredgecolor="black",
+                label=f"{name} locked threshold (sens {sensitivity:.3f}, spec {specificity:.3f})")
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="chance")
+    ax.set_xlabel("1 - specificity (false-positive rate)")
+    ax.set_ylabel("sensitivity (true-positive rate)")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+
+
 def plot_score_shift(internal_probs: np.ndarray, internal_labels: np.ndarray, external_probs: np.ndarray,
                      external_labels: np.ndarray, threshold: float, path: Path) -> None:
     """Score histograms per class, internal test against the external set, the locked threshold marked."""

@@ -8,7 +8,8 @@ the exact interval never does, and is what the validation plan sizes for.
 * Wilson (1927) score interval.
 * DeLong, DeLong & Clarke-Pearson (1988) variance of the empirical AUROC from its structural
   components (the fast algorithm of Sun & Xu, 2014: mid-ranks instead of n+ x n- comparisons),
-  with a normal interval clipped to [0, 1].
+  with a normal interval clipped to [0, 1]. The components are public
+  (:func:`delong_components`): the paired comparison of two devices uses them too.
 """
 from __future__ import annotations
 
@@ -45,20 +46,32 @@ def _mid_ranks(x: np.ndarray) -> np.ndarray:
     return stats.rankdata(x, method="average")
 
 
+def delong_components(probs: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """The empirical AUROC and its structural components (DeLong et al., 1988): ``v10`` of each
+    positive (the share of negatives it outranks, ties counted one half) and ``v01`` of each
+    negative (the share of positives that outrank it). The AUROC is the mean of either; their
+    variances give the DeLong variance, and their covariances between two scores of the same
+    cases the paired one (:mod:`validation.paired`). Requires both classes."""
+    probs, labels = np.asarray(probs, dtype=float), np.asarray(labels).astype(bool)
+    positives, negatives = probs[labels], probs[~labels]
+    m, n = len(positives), len(negatives)
+    tx, ty, tz = _mid_ranks(positives), _mid_ranks(negatives), _mid_ranks(np.r_[positives, negatives])
+    auc = float((tz[:m].sum() - m * (m + 1) / 2) / (m * n))
+    v10 = (tz[:m] - tx) / n  # structural components of each positive
+    v01 = 1.0 - (tz[m:] - ty) / m  # ... and of each negative
+    return auc, v10, v01
+
+
 def delong(probs: np.ndarray, labels: np.ndarray, level: float = 0.95) -> dict:
     """AUROC with its DeLong standard error and normal interval.
 
     Returns ``{"value", "se", "ci95": [lo, hi]}``; NaNs when a class is absent. The AUROC counts a
     tie between a positive and a negative as one half (as the ROC trapezoids do)."""
-    probs, labels = np.asarray(probs, dtype=float), np.asarray(labels).astype(bool)
-    positives, negatives = probs[labels], probs[~labels]
-    m, n = len(positives), len(negatives)
+    labels = np.asarray(labels).astype(bool)
+    m, n = int(labels.sum()), int((~labels).sum())
     if m == 0 or n == 0:
         return {"value": float("nan"), "se": float("nan"), "ci95": [float("nan"), float("nan")]}
-    tx, ty, tz = _mid_ranks(positives), _mid_ranks(negatives), _mid_ranks(np.r_[positives, negatives])
-    auc = float((tz[:m].sum() - m * (m + 1) / 2) / (m * n))
-    v10 = (tz[:m] - tx) / n  # structural components of each positive
-    v01 = 1.0 - (tz[m:] - ty) / m  # ... and of each negative
+    auc, v10, v01 = delong_components(probs, labels)
     variance = (np.var(v10, ddof=1) / m if m > 1 else 0.0) + (np.var(v01, ddof=1) / n if n > 1 else 0.0)
     se = float(math.sqrt(max(variance, 0.0)))
     z = float(stats.norm.ppf(0.5 + level / 2))
