@@ -155,8 +155,7 @@ def assess(bundle: Bundle, inputs: InputSet, out_dir: str | Path, name: str, acc
                     "by_status": {str(k): int(v) for k, v in frame["status"].value_counts().sort_index().items()},
                     "not_scored": [{"key": r["key"], "status": r["status"], "reason": r["reason"]}
                                    for r in not_scored.to_dict("records")],
-                    "header_checks": "bundle input rules" if inputs.dicom else
-                    "none possible (PNG/JPEG): the rules' pixel, size and header checks do not apply"},
+                    "header_checks": header_checks(inputs)},
         "accepted": metrics,
         "all_inputs": with_refusals_as_failures(frame),
         "note": None if usable else "the accepted inputs do not hold both classes: metrics are undefined",
@@ -173,6 +172,12 @@ def assess(bundle: Bundle, inputs: InputSet, out_dir: str | Path, name: str, acc
     document = finite(document)
     (out / ASSESSMENT).write_text(json.dumps(document, indent=2) + "\n")
     return document
+
+
+def header_checks(inputs: InputSet) -> str:
+    """Which input checks ran before scoring: the bundle's rules for DICOM, none for PNG/JPEG."""
+    return ("bundle input rules" if inputs.dicom else
+            "none possible (PNG/JPEG): the rules' pixel, size and header checks do not apply")
 
 
 def write_outside_set(inputs: InputSet, out: Path) -> None:
