@@ -101,6 +101,7 @@ def test_two_bundles_on_a_cohort_split_through_the_assess_path(trained_run, bund
         "http-equiv", "")
     saved = json.loads((tmp_path / "c" / COMPARISON).read_text())
     assert saved["verdict"] == NOT_ENOUGH_DATA and saved["margins"]["auroc"] == -0.02
+    assert saved["inputs"]["header_checks"].startswith("none possible (PNG/JPEG)")
 
 
 @pytest.mark.requirement("REQ-COMPARE-001")

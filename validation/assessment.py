@@ -179,8 +179,7 @@ def assess(bundle: Bundle, inputs: InputSet, out_dir: str | Path, name: str, acc
                     "by_status": {str(k): int(v) for k, v in frame["status"].value_counts().sort_index().items()},
                     "not_scored": [{"key": r["key"], "status": r["status"], "reason": r["reason"]}
                                    for r in not_scored.to_dict("records")],
-                    "header_checks": "bundle input rules" if inputs.dicom else
-                    "none possible (PNG/JPEG): the rules' pixel, size and header checks do not apply"},
+                    "header_checks": header_checks(inputs)},
         "accepted": metrics,
         "all_inputs": with_refusals_as_failures(frame),
         "note": None if usable else "the accepted inputs do not hold both classes: metrics are undefined",
@@ -222,6 +221,12 @@ def operating_point_transfer(bundle: Bundle, accepted: pd.DataFrame) -> dict | N
 def excluded_by_reason(inputs: InputSet) -> dict[str, int]:
     """How many inputs were excluded before scoring, by reason (``conflicting_label`` ...)."""
     return dict(sorted(Counter(e["reason"] for e in inputs.excluded).items()))
+
+
+def header_checks(inputs: InputSet) -> str:
+    """Which input checks ran before scoring: the bundle's rules for DICOM, none for PNG/JPEG."""
+    return ("bundle input rules" if inputs.dicom else
+            "none possible (PNG/JPEG): the rules' pixel, size and header checks do not apply")
 
 
 def write_outside_set(inputs: InputSet, out: Path) -> None:

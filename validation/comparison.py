@@ -27,7 +27,7 @@ from cxr_device.runtime.pipeline import ACCEPTED
 from cxr_device.safe_text import spreadsheet_cell
 
 from . import figures as fig
-from .assessment import OUTSIDE_SET, score, write_outside_set
+from .assessment import OUTSIDE_SET, header_checks, score, write_outside_set
 from .assessment_inputs import InputSet
 from .comparison_report import write_report
 from .margins import Margins, judge
@@ -114,7 +114,8 @@ def compare(baseline: Bundle, candidate: Bundle, inputs: InputSet, out_dir: str 
                    "n_excluded": len(inputs.excluded), "excluded": inputs.excluded,
                    "n_outside_set": len(inputs.outside),
                    "outside_set_listed_in": OUTSIDE_SET if inputs.outside else None,
-                   "n_positive": int((paired["label"] == 1).sum()), "n_negative": int((paired["label"] == 0).sum())},
+                   "n_positive": int((paired["label"] == 1).sum()), "n_negative": int((paired["label"] == 0).sum()),
+                   "header_checks": header_checks(inputs)},
         "paired": {"n_cases": len(both), "n_patients": int(both["patient"].nunique()),
                    "n_positive": int((both["label"] == 1).sum()), "n_negative": int((both["label"] == 0).sum()),
                    "differences": "candidate - baseline",
