@@ -5,8 +5,10 @@
    :mod:`validation.calibration`), and report ECE and NLL before and after on both splits;
 3. choose the threshold on validation only, on the calibrated probabilities, by the threshold
    policy (maximum F1 by default; :mod:`validation.threshold`), and apply it unchanged to test;
-4. metrics per split with 95% patient-bootstrap intervals; the operating-point table (every
-   policy); subgroups (age bands, sex, view) on test;
+4. metrics per split with 95% patient-bootstrap intervals, and the closed-form ones beside them
+   (Clopper-Pearson with ``k`` and ``n`` for sensitivity, specificity, PPV, NPV and accuracy;
+   DeLong for AUROC, with Newcombe's score interval where DeLong's is degenerate); the
+   operating-point table (every policy); subgroups (age bands, sex, view) on test;
 5. figures; ``evaluation/predictions.csv`` and ``evaluation/metrics.json``;
 6. lock the device - weights, calibration, threshold, input rules - in ``bundle/``.
 
@@ -42,6 +44,7 @@ from cxr_device.validated import Proportion, Replicates, Seed, check_setting
 from . import calibration as cal
 from . import figures as fig
 from .bootstrap import bootstrap
+from .intervals import exact_intervals
 from .metrics import confusion, finite, from_confusion
 from .subgroups import subgroup_table
 from .threshold import ThresholdPolicy, operating_thresholds
@@ -98,10 +101,13 @@ def evaluate_run(run_dir: str | Path, n_bootstrap: int = 2000, seed: int = 0, ta
         probs, labels = arrays[name]
         stats = bootstrap(probs, labels, part["patient_id"].to_numpy(), threshold, n_bootstrap, seed,
                           roc_band=name == "test")
+        counts = {k: int(v) for k, v in confusion(probs, labels, threshold).items()}
+        for metric, closed_form in exact_intervals(counts, probs, labels).items():
+            stats[metric] = {**stats[metric], **closed_form}
         splits[name] = {"n_images": len(part), "n_left_out": left_out["by_split"][name],
                         "n_patients": int(part["patient_id"].nunique()),
                         "n_positive": int(labels.sum()), "prevalence": float(labels.mean()),
-                        "confusion": {k: int(v) for k, v in confusion(probs, labels, threshold).items()},
+                        "confusion": counts,
                         "calibration": cal.summary(part["logit"].to_numpy(), labels, fitted), **stats}
     roc_band = splits["test"].pop("roc_band")
     operating_points = [
