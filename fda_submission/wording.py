@@ -141,6 +141,7 @@ def assessment_view(a) -> dict:
     chosen = (acc.get("auroc") or {}).get("interval") or delong
     view["auroc_interval"] = chosen.get("ci95")
     view["auroc_method"] = chosen.get("method", "DeLong")
+    view["at_prevalence"] = a.get("predictive_values_at_intended_prevalence")
     return view
 
 
