@@ -6,7 +6,12 @@ import math
 import pytest
 from scipy import stats
 
-from validation.two_sample import auroc_difference, fisher_p, newcombe_difference, proportion_difference
+from validation.two_sample import (
+    auroc_difference,
+    fisher_p,
+    newcombe_difference,
+    proportion_difference,
+)
 
 
 @pytest.mark.requirement("REQ-ASSESS-001")
