@@ -23,7 +23,7 @@ from torchvision.transforms import v2
 
 from .errors import CxrDeviceError
 from .imageio import load_image
-from .preprocessing import Preprocessing, center_crop, normalise, to_stored
+from .preprocessing import Preprocessing, center_crop, crop_view, normalise, to_stored
 from .validated import RANGE, SETTINGS
 
 IMBALANCE = ("none", "weighted_loss", "balanced_sampler")
@@ -80,12 +80,14 @@ class RandomGamma(torch.nn.Module):
 
 
 class CachedImages(Dataset):
-    """Images served from the decoded-pixel cache: (float32 (1, H, W), float label)."""
+    """Images served from the decoded-pixel cache: (float32 (1, H, W), float label); with
+    ``views`` (evaluation with test-time views) the normalised views, (V, 1, H, W)."""
 
     def __init__(self, pixels: np.ndarray, rows: np.ndarray, labels: np.ndarray, pre: Preprocessing,
-                 augmentation: Augmentation | None = None):
+                 augmentation: Augmentation | None = None, views: tuple[str, ...] | None = None):
         self.pixels, self.rows, self.labels, self.pre = pixels, rows, labels.astype(np.float32), pre
         self.transform = augmentation.transform(pre) if augmentation else None
+        self.views = views
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -95,6 +97,9 @@ class CachedImages(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         stored = self.stored(i)
+        if self.views:
+            views = torch.stack([normalise(crop_view(stored, self.pre.image_size, v), self.pre) for v in self.views])
+            return views, torch.tensor(self.labels[i])
         pixels = self.transform(stored) if self.transform else center_crop(stored, self.pre.image_size)
         return normalise(pixels, self.pre), torch.tensor(self.labels[i])
 

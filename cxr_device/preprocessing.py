@@ -68,3 +68,29 @@ def to_tensor(stored: np.ndarray, pre: Preprocessing) -> torch.Tensor:
     """uint8 (S, S) -> float32 (1, image_size, image_size): the evaluation/inference input."""
     pixels = torch.from_numpy(np.ascontiguousarray(stored)).unsqueeze(0)
     return normalise(center_crop(pixels, pre.image_size), pre)
+
+
+#: Test-time views of the stored image: the centre crop (what evaluation and inference use without
+#: test-time augmentation) and the four corner crops of the stored margin ("five_crop").
+VIEW_SETS: dict[str, tuple[str, ...]] = {
+    "none": ("center",),
+    "five_crop": ("center", "top_left", "top_right", "bottom_left", "bottom_right"),
+}
+
+
+def crop_view(stored: torch.Tensor, size: int, view: str) -> torch.Tensor:
+    """The ``size`` x ``size`` window named ``view`` of a (..., S, S) tensor."""
+    if view == "center":
+        return center_crop(stored, size)
+    height, width = stored.shape[-2], stored.shape[-1]
+    top = 0 if view.startswith("top") else height - size
+    left = 0 if view.endswith("left") else width - size
+    if view not in VIEW_SETS["five_crop"]:
+        raise ValueError(f"unknown view {view!r}; views: {', '.join(VIEW_SETS['five_crop'])}")
+    return stored[..., top:top + size, left:left + size]
+
+
+def to_views(stored: np.ndarray, pre: Preprocessing, views: tuple[str, ...] = ("center",)) -> torch.Tensor:
+    """uint8 (S, S) -> float32 (V, 1, image_size, image_size): the normalised views of one image."""
+    pixels = torch.from_numpy(np.ascontiguousarray(stored)).unsqueeze(0)
+    return torch.stack([normalise(crop_view(pixels, pre.image_size, v), pre) for v in views])

@@ -77,6 +77,20 @@ class RunLayout:
         return self.assessment_root / name
 
     @property
+    def development(self) -> Path:
+        """``development/``: the check that no development-set image is in the cohort (leakage.json)."""
+        return self.root / "development"
+
+    @property
+    def members_root(self) -> Path:
+        """``members/``: the further members of an ensemble, one training folder each."""
+        return self.root / "members"
+
+    def member(self, seed: int) -> Path:
+        """``members/seed-<n>/``: one further member, trained like the run's model with seed ``n``."""
+        return self.members_root / f"seed-{int(seed)}"
+
+    @property
     def comparison_root(self) -> Path:
         """``comparison/``: one folder per set on which this run's device was compared with another."""
         return self.root / "comparison"

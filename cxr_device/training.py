@@ -350,17 +350,24 @@ def predict(model: DeviceModel, dataset, device: torch.device, config: TrainConf
 
 
 @torch.no_grad()
-def predict_logits(model: DeviceModel, dataset, device: torch.device, config: TrainConfig) -> np.ndarray:
-    """The model's logits (float64 from float32) for every item of ``dataset``, in order."""
-    model.eval()
+def predict_logits(model: DeviceModel | list[DeviceModel], dataset, device: torch.device,
+                   config: TrainConfig) -> np.ndarray:
+    """The logits (float64 from float32) for every item of ``dataset``, in order. With several
+    models (an ensemble) or a dataset of test-time views (items (V, 1, S, S)), the mean over models
+    and views - what the locked device computes (:class:`cxr_device.runtime.inference.Predictor`)."""
+    models = model if isinstance(model, list) else [model]
+    for m in models:
+        m.eval()
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False, num_workers=config.workers)
     out = []
     for images, _ in loader:
-        images = images.to(device)
+        views = images if images.dim() == 5 else images.unsqueeze(1)  # (N, V, 1, S, S)
+        flat = views.reshape(-1, *views.shape[-3:]).to(device)
         if device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
+            flat = flat.contiguous(memory_format=torch.channels_last)
         with _autocast(device, config.amp):
-            out.append(model(images).float().cpu())
+            total = sum(m(flat).float().reshape(views.shape[0], views.shape[1]).mean(dim=1) for m in models)
+        out.append((total / len(models)).cpu())
     return torch.cat(out).numpy().astype(np.float64)
 
 
@@ -494,7 +501,8 @@ class SplitData:
     left_out: pd.DataFrame
 
 
-def split_datasets(cohort_dir: str | Path, config: TrainConfig, splits: tuple[str, ...]) -> dict[str, SplitData]:
+def split_datasets(cohort_dir: str | Path, config: TrainConfig, splits: tuple[str, ...],
+                   views: tuple[str, ...] | None = None) -> dict[str, SplitData]:
     """Splits of the cohort as evaluation datasets (cache and preprocessing as in training; the
     cache is opened once for all of them). Images that failed to decode are not in the dataset;
     each split lists them in ``left_out`` for the caller to count and report."""
@@ -506,7 +514,7 @@ def split_datasets(cohort_dir: str | Path, config: TrainConfig, splits: tuple[st
         left_out = cache.left_out(frame, (split,))
         part = frame[(frame["split"] == split) & ~frame["image_id"].isin(left_out["image_id"])].reset_index(drop=True)
         out[split] = SplitData(CachedImages(cache.pixels, cache.rows(part["image_id"]), part[TARGET].to_numpy(),
-                                            config.preprocessing), part, left_out)
+                                            config.preprocessing, views=views), part, left_out)
     return out
 
 

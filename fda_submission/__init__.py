@@ -10,4 +10,4 @@ traceability (``trace``), and the pipeline that runs every step from one configu
 
 #: The steps of ``cxr-device run``, in order. Kept here, free of heavy imports, so the CLI can
 #: offer them as choices without importing torch.
-STEPS = ("synth", "cohort", "eda", "train", "evaluate", "assess", "submission")
+STEPS = ("synth", "cohort", "development", "eda", "train", "members", "evaluate", "assess", "submission")

@@ -171,6 +171,7 @@ def build_context(run_dir: str | Path, profile: dict, junit_rows: list | None = 
                           "total": len(junit_rows or [])},
         "soup_licences": soup_licences(runtime),
         "ttn": None,
+        "flag_limits": flag_limits(profile, plan.prevalence, assessments, metrics),
         "classification": classification(profile, claim),
         "todo": todo,
         "value_or_todo": value_or_todo,
@@ -357,10 +358,10 @@ def limitations(context: dict) -> list[dict]:
         add(f"{left_out['n']} image(s) of the development data could not be decoded and were left out ({where}); "
             "the device refuses such inputs, and performance on them is not established.",
             "model/train_summary.json, evaluation/metrics.json")
-    errors = [r for r in context["rules_set"].rules if r.severity == "error"]
+    errors = [r for r in context["rules"] if r["severity"] == "error"]
     if errors:
-        add(f"Inputs that fail any of the {len(errors)} error rules of the locked input rules are refused: "
-            + "; ".join(f"{' / '.join(r.attributes)} {r.expected()}" for r in errors) + ".", "bundle/input_rules.yaml")
+        add(f"Inputs that fail any of the {context['rule_counts']['error']} error rules of the locked input rules are "
+            "refused: " + "; ".join(f"{r['attributes']} {r['expected']}" for r in errors) + ".", "bundle/input_rules.yaml")
     ages = [s["age"] for s in cohort["splits"].values() if s["age"]["n"]]
     if ages:
         lo, hi = min(a["min"] for a in ages), max(a["max"] for a in ages)
@@ -394,3 +395,19 @@ def soup_licences(runtime) -> list[dict]:
         row = by_licence.setdefault(d.licence, {"licence": d.licence, "n": 0, "constraint": d.constraint})
         row["n"] += 1
     return sorted(by_licence.values(), key=lambda r: (-r["n"], r["licence"]))
+
+
+def flag_limits(profile: dict, prevalence: float, assessments: list[dict], metrics: dict) -> dict:
+    """The share of studies the device is expected to flag at the intended prevalence, from the first
+    standalone set of the intended population (else the internal test split), and its p-chart limits
+    over the profile's review volume."""
+    from validation.control_limits import expected_flag_rate, p_chart
+
+    evidence = [a for a in assessments if a.get("accepted") and a.get("in_population") is not False
+                and not a.get("development")]
+    basis = evidence[0]["accepted"] if evidence else metrics["splits"]["test"]
+    where = f"the standalone set {evidence[0]['name']}" if evidence else "the internal test split"
+    rate = expected_flag_rate(prevalence, basis["sensitivity"]["value"], basis["specificity"]["value"])
+    limits = p_chart(rate, profile["postmarket"]["review_volume"])
+    return {**limits.as_dict(), "prevalence": prevalence, "sensitivity": basis["sensitivity"]["value"],
+            "specificity": basis["specificity"]["value"], "basis": where}

@@ -8,10 +8,11 @@ images unlike the device's inputs, and runtime licences that constrain distribut
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from validation.subgroups import AGE_BANDS
+
+from .tracing import log
 
 
 def _f(value: float | None) -> str:
@@ -33,9 +34,9 @@ def known_issues(context: dict[str, Any]) -> list[dict]:
         if imbalance == "weighted_loss" and 0 < train["n_positive"] < train["n_images"]:
             ratio = (train["n_images"] - train["n_positive"]) / train["n_positive"]
             weight = (f" with positive-class weight {ratio:.3f} (negatives per positive of the training split, "
-                      f"cohort/summary.json), which shifts the raw logits by about log {ratio:.3f} = {math.log(ratio):+.2f}")
+                      f"cohort/summary.json), which shifts the raw logits by about log {ratio:.3f} = {log(ratio):+.2f}")
         add("Calibration",
-            f"The model's raw probabilities were miscalibrated: expected calibration error (ECE, 10 equal-width bins) "
+            f"The model's raw probabilities were miscalibrated: expected calibration error (ECE, ten equal-width bins) "
             f"{_f(cal['val']['before']['ece'])} on validation and {_f(cal['test']['before']['ece'])} on test before "
             f"{cal['method']} scaling, {_f(cal['val']['after']['ece'])} and {_f(cal['test']['after']['ece'])} after "
             f"(slope {cal['slope']:.4g}, offset {cal['offset']:.4g}, fitted on validation only). The training loss "
@@ -108,12 +109,12 @@ def known_issues(context: dict[str, Any]) -> list[dict]:
         unstable = [r for r in a.get("subgroups", []) if r.get("unstable")]
         if unstable:
             add(f"Unstable subgroups: {a['name']}", ", ".join(f"{r['group']} {r['level']}" for r in unstable)
-                + " have fewer than 10 positive or negative images: their performance is not established.",
+                + " have fewer than ten positive or negative images: their performance is not established.",
                 f"{where}: subgroups")
     unstable = [r for r in metrics.get("subgroups", {}).get("test", []) if r["unstable"]]
     if unstable:
         add("Unstable internal subgroups", ", ".join(f"{r['group']} {r['level']}" for r in unstable)
-            + " have fewer than 10 positive or negative internal test images.", "evaluation/metrics.json: subgroups")
+            + " have fewer than ten positive or negative internal test images.", "evaluation/metrics.json: subgroups")
     if context["population"]["group"] != "adult" and any(r.get("group") == "age" for a in assessments
                                                           for r in a.get("subgroups", [])):
         bands = ", ".join(label for _, _, label in AGE_BANDS)

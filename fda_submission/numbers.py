@@ -26,10 +26,15 @@ LITERALS = re.compile("|".join([
     r"\b524B\b", r"\b510\(k\)", r"\bK\d{6}\b", r"\b(?:892|807|820|801)\.\d+\b", r"\bsection \d+[A-Z]?\b",
     r"\([0-9A-Fa-f]{4},[0-9A-Fa-f]{4}\)",            # DICOM tags
     r"\b\d{4}-\d{2}-\d{2}(?:T[\d:.]+Z?)?",           # dates
+    r"\b(?:sections?|appendix|appendices|step|steps) \d+(?:\.\d+)*(?:(?: to |, | and )\d+(?:\.\d+)*)*",
+    r"[A-Z][\w'-]+(?: (?:et al\.|and [A-Z][\w'-]+))?,? \(?(?:19|20)\d{2}[a-z]?\)?",   # a citation's year
+    r"\bz\(1 ?- ?alpha\)",                           # formulas written in words
+    r"§ ?\d+(?:\.\d+)*",
     r"\b\d+\.\d+\.\d+(?:\.\d+)*\b",                 # versions and UIDs
     r"\b(?:Figure|Table|figure|table|Figures|Tables) \d+-\d+",  # our own numbering
+    r"!\[[^\]]*\]\([^)]*\)",                        # an image's alt text and file name
     r"\b(?:SCT|LN|DCM|UCUM|UMLS) [\w.-]+",          # codes of coding schemes
-    r"\b(?:TLS|SHA|sha|Ed)\d+(?:\.\d)?", r"\bsha256\b", r"\b\d+-bit\b", r"\bx\d+\b",
+    r"\b(?:TLS ?|SHA|sha|Ed)\d+(?:\.\d)?", r"\bsha256\b", r"\bmethod \d+\b", r"\b\d+-sigma\b", r"\b\d+-bit\b", r"\bx\d+\b",
     r"\bICD-\d+", r"\bCycloneDX \d+(?:\.\d+)?", r"\bPython \d+(?:\.\d+)*",
     r"[\ue000-\uf8ff]",                             # stray markers are never numbers
 ]), re.DOTALL)

@@ -64,8 +64,11 @@ from .trace import matrix_rows
 
 RAN, SKIPPED, RESUMED = "ran", "skipped (up to date)", "resumed from model/last.pt"
 #: The folders each step writes (RunLayout attribute names).
-OUTPUT_DIRS = {"synth": ["data"], "cohort": ["cohort"], "eda": ["eda"], "train": ["model"],
-               "evaluate": ["evaluation", "bundle"], "assess": ["assessment_root"], "submission": ["submission"]}
+OUTPUT_DIRS = {"synth": ["data"], "cohort": ["cohort"], "development": ["development"], "eda": ["eda"],
+               "train": ["model"], "members": ["members_root"], "evaluate": ["evaluation", "bundle"],
+               "assess": ["assessment_root"], "submission": ["submission"]}
+#: What an assessment of a development set says of itself (the documents do not present it as evidence).
+DEVELOPMENT_ROLE = "external development set: the calibration and the threshold (and the recipe) were chosen on it"
 
 
 class Pipeline:
@@ -80,7 +83,8 @@ class Pipeline:
         previous, self.not_this_run = self._previous_manifest()
         # another run's record (or none) is never trusted: nothing is skipped or removed on its word
         self.previous_steps = previous.get("steps", {}) if self.not_this_run is None else {}
-        optional = {"synth": config.synthetic is not None, "assess": bool(config.assess)}
+        optional = {"synth": config.synthetic is not None, "development": bool(config.development["sets"]),
+                    "members": bool(config.ensemble), "assess": bool(config.assess or config.development["sets"])}
         self.steps = [s for s in STEPS if optional.get(s, True)]
 
     def _previous_manifest(self) -> tuple[dict, str | None]:
@@ -118,8 +122,10 @@ class Pipeline:
             "cohort": lambda: self.cohort_settings.as_dict(),
             "eda": lambda: c.eda,
             "train": lambda: config_from_dict(c.train, c.source).as_dict(),
-            "evaluate": lambda: c.evaluate,
-            "assess": lambda: c.assess,
+            "development": lambda: c.development["sets"],
+            "members": lambda: {"seeds": c.ensemble["seeds"], "train": config_from_dict(c.train, c.source).as_dict()},
+            "evaluate": lambda: {**c.evaluate, "development": c.development, "ensemble": c.ensemble},
+            "assess": lambda: {"assess": c.assess, "development": c.development["sets"]},
             "submission": lambda: c.submission,
         }[step]()
 
@@ -133,23 +139,33 @@ class Pipeline:
             listings = {f"{r} (listing)": d["listing_sha256"] for r, d in index_images(roots).roots.items()} \
                 if roots and not s.metadata_only else {}
             return {**{str(f): sha256_file(f) for f in files}, **listings}
-        if step in ("eda", "train"):
+        if step in ("eda", "train", "members"):
             files = [run.cohort_csv]
+        elif step == "development":
+            return {str(run.cohort_csv): sha256_file(run.cohort_csv),
+                    **self._assessed_files(self.config.development["sets"])}
         elif step == "evaluate":
-            files = [run.cohort_csv, run.checkpoint()]
+            files = [run.cohort_csv, run.checkpoint()] + [RunLayout(m).checkpoint() for m in self._members()]
+            return {**{str(f): sha256_file(f) for f in files if Path(f).is_file()},
+                    **self._assessed_files(self.config.development["sets"])}
         elif step == "assess":
-            return {str(run.device_json): sha256_file(run.device_json), **self._assessed_files()}
+            return {str(run.device_json): sha256_file(run.device_json),
+                    **self._assessed_files(self.config.assess + self.config.development["sets"])}
         elif step == "submission":
             files = [run.metrics, run.device_json, run.eda_json]
-            files += [run.assessment(s["name"]) / ASSESSMENT for s in self.config.assess]
+            files += [run.assessment(s["name"]) / ASSESSMENT for s in self.config.assess + self.config.development["sets"]]
             files += sorted(run.comparison_root.glob(f"*/{COMPARISON}"))  # `compare --run` outputs the PCCP cites
             files += [Path(p) for p in (self.config.submission["profile"], self.config.submission["junit"]) if p]
         return {str(f): sha256_file(f) for f in files if Path(f).is_file()}
 
-    def _assessed_files(self) -> dict[str, str]:
-        """sha256 of every file the assessments read (a listing digest for folders)."""
+    def _members(self) -> list[Path]:
+        """The run folders of the ensemble's further members (none without ``ensemble:``)."""
+        return [self.layout.member(seed) for seed in (self.config.ensemble or {}).get("seeds", [])]
+
+    def _assessed_files(self, sets: list[dict]) -> dict[str, str]:
+        """sha256 of every file the labelled ``sets`` read (a listing digest for folders)."""
         out: dict[str, str] = {}
-        for s in self.config.assess:
+        for s in sets:
             files = [p for p in (s["metadata"], s["labels"]) if p]
             files += [Path(s["cohort"]) / COHORT_CSV] if s["cohort"] else []
             roots = [p for p in (s["folders"], s["dicom"], *s["images"]) if p]
@@ -243,7 +259,8 @@ class Pipeline:
     def _listed_in(self, step: str) -> str:
         """The file (relative to the run) that lists what ``step`` left out, and why."""
         run = self.layout
-        path = {"cohort": run.cohort / EXCLUSIONS_CSV, "eda": run.eda_json, "train": run.train_summary,
+        path = {"cohort": run.cohort / EXCLUSIONS_CSV, "development": run.development / "leakage.json",
+                "eda": run.eda_json, "train": run.train_summary, "members": run.members_root,
                 "evaluate": run.metrics, "assess": run.assessment_root}[step]
         return path.relative_to(self.out).as_posix()
 
@@ -277,10 +294,45 @@ class Pipeline:
                        resume=resume, progress=self.progress)
         return (RESUMED if resume else RAN), len(result.left_out)
 
+    def _run_development(self, _resume: bool) -> tuple[str, int]:
+        """No image of a development set in the cohort (pixels compared, not names): else stop."""
+        from cxr_device.cohort import read_cohort
+        from validation.leakage import check_disjoint, pediatric_patient, write_report
+
+        frame, summary = read_cohort(self.layout.cohort)
+        development = [(s["name"], str(item.path)) for s in self.config.development["sets"]
+                       for item in input_set(s).items]
+        report = check_disjoint(frame[["image_id", "path", "split", "patient_id"]].to_dict("records"), development,
+                                workers=self.config.train.get("workers") or 1,
+                                patient_of=pediatric_patient if summary.get("dataset") == "pediatric" else None)
+        write_report(report, self.layout.development)
+        return RAN, len(report.undecodable)
+
+    def _run_members(self, _resume: bool) -> tuple[str, int]:
+        """The ensemble's further members: each trained like the run's model, with its own seed."""
+        left_out = 0
+        for seed, folder in zip(self.config.ensemble["seeds"], self._members()):
+            config = config_from_dict({**self.config.train, "seed": seed}, self.config.source)
+            member = RunLayout(folder)
+            done = member.train_summary.is_file() and member.train_config.is_file() \
+                and load_yaml(member.train_config, "training config") == config.as_dict()
+            if done:
+                self.log(f"members    seed {seed}: trained before, kept")
+                continue
+            resume = member.checkpoint(LAST).is_file() and member.train_config.is_file() \
+                and load_yaml(member.train_config, "training config") == config.as_dict()
+            self.log(f"members    seed {seed}: {'resuming' if resume else 'training'} into {folder}")
+            result = train(self.layout.cohort, folder, config, resume=resume, progress=self.progress)
+            left_out += len(result.left_out)
+        return RAN, left_out
+
     def _run_evaluate(self, _resume: bool) -> tuple[str, int]:
-        e = self.config.evaluate
+        e, profile = self.config.evaluate, self.config.submission["profile"]
+        prevalence = e["intended_prevalence"] or (read_targets(profile).prevalence if profile else None)
         metrics = evaluate_run(self.out, e["bootstrap"], e["seed"], e["target_sensitivity"], e["rules"],
-                               progress=self.progress, calibration=e["calibration"], policy=threshold_policy(e))
+                               progress=self.progress, calibration=e["calibration"], policy=threshold_policy(e),
+                               tta=e["tta"], members=self._members(), development=self.config.development["sets"],
+                               intended_prevalence=prevalence, selection=self.config.development["selection"])
         return RAN, int(metrics["left_out"]["n"])
 
     def _run_assess(self, _resume: bool) -> tuple[str, int]:
@@ -289,10 +341,11 @@ class Pipeline:
         targets = read_targets(self.config.submission["profile"] or default_profile_path())
         bundle = load_bundle(self.layout.bundle)
         missing = 0
-        for s in self.config.assess:
+        sets = [(s, None) for s in self.config.assess] + [(s, DEVELOPMENT_ROLE) for s in self.config.development["sets"]]
+        for s, role in sets:
             inputs = input_set(s)
             document = assess(bundle, inputs, self.layout.assessment(s["name"]), s["name"], targets.acceptance,
-                              targets.prevalence, s["bootstrap"], s["seed"], self.progress)
+                              targets.prevalence, s["bootstrap"], s["seed"], self.progress, role=role)
             missing += left_out(document)
             if document["shift"] and document["shift"].get("warning"):
                 self.log(f"assess     {s['name']}: WARNING {document['shift']['warning']}")
@@ -343,6 +396,8 @@ def left_out_lines(manifest: dict, out: str | Path) -> list[str]:
     """One line per step of ``manifest`` that left something out: how many and where they are
     listed with their reasons (empty when nothing was left out)."""
     words = {"cohort": "invalid metadata row(s) excluded", "eda": "sampled image(s) could not be read",
+             "development": "image(s) could not be decoded for the leakage check",
+             "members": "image(s) could not be decoded and were left out of training an ensemble member",
              "train": "image(s) could not be decoded and were left out of training",
              "evaluate": "image(s) could not be decoded and were not scored"}
     return [f"{step:<10} {entry['left_out']} {words.get(step, 'left out')}: listed in "

@@ -154,6 +154,8 @@ class Postmarket(_Section):
     review_interval_months: Annotated[int, Field(ge=1, le=60)] = 3
     flag_rate_band: Fraction = 0.5  # earlier profiles: a relative band (now exact p-chart limits, review_volume)
     review_volume: Annotated[int, Field(ge=10, le=10_000_000)] = 500  # studies per review period (p-chart limits)
+    psi_limit: Annotated[float, Field(gt=0, le=10)] = 0.2  # score drift: population stability index above this
+    drift_p_value: Fraction = 0.01  # score drift: a Kolmogorov-Smirnov p-value below this
     complaint_process: MaybeText = None
 
 

@@ -65,6 +65,7 @@ from .tracing import (
     TracedMapping,
     TracedStr,
     TraceRecorder,
+    joined,
     recording,
     stop_recording,
     strip_marks,
@@ -157,7 +158,7 @@ def _environment(html: bool) -> Environment:
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
                       finalize=_finalize)
     env.filters.update(f3=f3, pct=pct, ci=ci, thousands=thousands, pair=pair, format=percent_format,
-                       length=length, count=length)
+                       length=length, count=length, join=joined)
     env.globals.update(pct=pct, ref=lambda key: placeholder(*key.split(":", 1), define=False),
                        table=lambda key, caption: f"*{placeholder('tab', key, define=True)}: {caption}*")
     return env
@@ -428,7 +429,7 @@ class Figures:
             return ""  # a figure the run could not make; the templates say why (eda.json "skipped")
         label = placeholder("fig", key, define=True)
         if not self.html:
-            return f"![{strip_marks(caption)}](figures/{self.names[key]})\n\n*{label}: {caption}*"
+            return f"![{label}](figures/{self.names[key]})\n\n*{label}: {caption}*"
         return self._tag(key, caption, "wide" if self._wide(key) else "")
 
     def grid(self, items) -> str | Markup:

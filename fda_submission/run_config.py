@@ -84,9 +84,30 @@ class EvaluateSettings:
     target_sensitivity: Proportion = 0.9
     rules: str | None = None
     calibration: Literal["platt", "temperature", "none"] = "platt"
-    threshold_policy: Literal["max_f1", "youden", "target_sensitivity", "target_specificity", "f1_plateau"] = "max_f1"
+    threshold_policy: Literal["max_f1", "youden", "target_sensitivity", "target_specificity", "f1_plateau",
+                              "max_accuracy"] = "max_f1"
     threshold_target: Proportion | None = None
     plateau_tolerance: Annotated[float, Field(ge=0, lt=1), RANGE] = 0.01
+    tta: Literal["none", "five_crop"] = "none"  # test-time views averaged (locked in the bundle)
+    intended_prevalence: Proportion | None = None  # the calibration is re-weighted to it (decisions unchanged)
+
+
+@pydantic.dataclasses.dataclass(frozen=True, config=SETTINGS)
+class SelectionSettings:
+    """``development.selection``: the recipe study's procedure, declared before any candidate was scored."""
+
+    candidates: Annotated[list[str], Field(min_length=1, max_length=12)]
+    metric: str
+    tie_break: str
+    chosen: str
+    declared_in: str | None = None
+
+
+@pydantic.dataclasses.dataclass(frozen=True, config=SETTINGS)
+class EnsembleSettings:
+    """``ensemble:``: the seeds of the further members, each trained like ``train:`` (its seed replaced)."""
+
+    seeds: Annotated[list[Seed], Field(min_length=1, max_length=7)]
 
 
 @pydantic.dataclasses.dataclass(frozen=True, config=SETTINGS)
@@ -115,7 +136,8 @@ class SubmissionSettings:
     junit: str | None = None
 
 
-SECTIONS = {"name", "seed", "data", "eda", "train", "evaluate", "assess", "submission"}
+SECTIONS = {"name", "seed", "data", "eda", "train", "ensemble", "evaluate", "development", "assess", "submission"}
+DEVELOPMENT_KEYS = {"sets", "selection"}
 FILTER_KEYS = field_names(Filters)
 DATA_KEYS = field_names(CohortSettings) - {"filters"} | FILTER_KEYS | {"synthetic"}
 PATH_KEYS = ("metadata", "folders", "train_val_list", "test_list")
@@ -136,6 +158,9 @@ class RunConfig:
     assess: list[dict] = field(default_factory=list)
     source: str = ""
     raw: dict = field(default_factory=dict)
+    #: external development sets (calibration and threshold are fitted on them) and the recipe study
+    development: dict = field(default_factory=lambda: {"sets": [], "selection": None})
+    ensemble: dict | None = None  # {"seeds": [...]}: further members of an ensemble
 
 
 def load_run_config(path: str | Path) -> RunConfig:
@@ -161,12 +186,39 @@ def load_run_config(path: str | Path) -> RunConfig:
     evaluate["rules"] = resolved(evaluate["rules"])
     _validated(where, "evaluate", lambda: threshold_policy(evaluate))
     assess = _assess(where, top.get("assess"), header.seed, resolved)
+    development = _development(where, top.get("development"), header.seed, resolved, {s["name"] for s in assess})
+    ensemble = asdict(_section(EnsembleSettings, where, "ensemble", top["ensemble"])) if top.get("ensemble") else None
+    if ensemble and (train["seed"] in ensemble["seeds"] or len(set(ensemble["seeds"])) < len(ensemble["seeds"])):
+        raise CxrDeviceError(f"{where}: ensemble.seeds: each member needs its own seed, and train.seed "
+                             f"({train['seed']}) is the first member's")
     submission = asdict(_section(SubmissionSettings, where, "submission", top.get("submission")))
     submission.update(profile=resolved(submission["profile"]), junit=resolved(submission["junit"]))
     eda = asdict(_section(EdaSettings, where, "eda", top.get("eda"), header.seed))
     _check_files(where, evaluate["rules"], submission["profile"])
     return RunConfig(name=header.name, seed=header.seed, cohort=cohort, synthetic=synthetic, eda=eda, train=train,
-                     evaluate=evaluate, submission=submission, assess=assess, source=where, raw=top)
+                     evaluate=evaluate, submission=submission, assess=assess, source=where, raw=top,
+                     development=development, ensemble=ensemble)
+
+
+def _development(where: str, given: Any, seed: int, resolved: Callable[[str | None], str | None],
+                 assessed: set[str]) -> dict:
+    """The ``development:`` section: the external development sets (each like an ``assess:``
+    entry, never one of the assessed sets) and the selection procedure."""
+    if given is None:
+        return {"sets": [], "selection": None}
+    section = check_keys(f"{where}: development", given, DEVELOPMENT_KEYS)
+    sets = _assess(where, section.get("sets"), seed, resolved, "development.sets")
+    if not sets:
+        raise CxrDeviceError(f"{where}: development.sets: name at least one external development set")
+    shared = sorted(assessed & {s["name"] for s in sets})
+    if shared:
+        raise CxrDeviceError(f"{where}: development.sets: {', '.join(shared)} is also an assessed set; a set the "
+                             "development decisions were made on cannot be evidence about them")
+    selection = section.get("selection")
+    if selection is not None:
+        values = check_keys(f"{where}: development.selection", selection, field_names(SelectionSettings))
+        selection = asdict(build(SelectionSettings, where, values, "development.selection."))
+    return {"sets": sets, "selection": selection}
 
 
 def _data(where: str, given: Any, seed: int, resolved: Callable[[str | None], str | None]
@@ -198,9 +250,10 @@ def input_folders(config: RunConfig) -> dict[str, Path]:
     image folders. A cohort an assessment reads is not one: it may be the run's own."""
     roots = {f"data.images[{i}]": p for i, p in enumerate(config.cohort.images)}
     roots.update({"data.folders": config.cohort.folders} if config.cohort.folders else {})
-    for i, s in enumerate(config.assess):
-        roots.update({f"assess[{i}].{key}": s[key] for key in ("folders", "dicom") if s[key]})
-        roots.update({f"assess[{i}].images[{j}]": p for j, p in enumerate(s["images"])})
+    for name, sets in (("assess", config.assess), ("development.sets", config.development["sets"])):
+        for i, s in enumerate(sets):
+            roots.update({f"{name}[{i}].{key}": s[key] for key in ("folders", "dicom") if s[key]})
+            roots.update({f"{name}[{i}].images[{j}]": p for j, p in enumerate(s["images"])})
     return {key: Path(path).resolve() for key, path in roots.items()}
 
 
@@ -231,16 +284,18 @@ def threshold_policy(evaluate: dict):
         raise CxrDeviceError(str(err)) from None
 
 
-def _assess(where: str, given: Any, seed: int, resolved: Callable[[str | None], str | None]) -> list[dict]:
-    """The ``assess:`` list: each set named once, from exactly one source, paths resolved."""
+def _assess(where: str, given: Any, seed: int, resolved: Callable[[str | None], str | None],
+            key: str = "assess") -> list[dict]:
+    """The ``assess:`` list (or another list of labelled sets, ``key``): each set named once,
+    from exactly one source, paths resolved."""
     if given is None:
         return []
     if not isinstance(given, list):
-        raise CxrDeviceError(f"{where}: assess: expected a list of labelled sets, got {type(given).__name__}")
+        raise CxrDeviceError(f"{where}: {key}: expected a list of labelled sets, got {type(given).__name__}")
     sets = []
     for i, entry in enumerate(given):
-        prefix = f"assess[{i}]."
-        values = check_keys(f"{where}: assess[{i}]", entry, field_names(AssessSettings))
+        prefix = f"{key}[{i}]."
+        values = check_keys(f"{where}: {key}[{i}]", entry, field_names(AssessSettings))
         settings = asdict(build(AssessSettings, where, _seeded(values, seed), prefix))
         sources = [k for k in ("cohort", "folders", "metadata", "dicom") if settings[k]]
         if len(sources) != 1:
@@ -255,7 +310,7 @@ def _assess(where: str, given: Any, seed: int, resolved: Callable[[str | None], 
     names = [s["name"] for s in sets]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise CxrDeviceError(f"{where}: assess: each set needs its own name; repeated: {', '.join(repeated)}")
+        raise CxrDeviceError(f"{where}: {key}: each set needs its own name; repeated: {', '.join(repeated)}")
     return sets
 
 

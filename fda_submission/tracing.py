@@ -360,3 +360,15 @@ def ref_from_dict(data: dict) -> Ref:
     if "op" in data:
         return Expr(data["op"], tuple(ref_from_dict(a) if isinstance(a, dict) else a for a in data["args"]))
     return Source(data["file"], data.get("path", ""))
+
+
+def log(value) -> float:
+    """The natural logarithm, traced when ``value`` is."""
+    result = math.log(_plain(value))
+    return number(result, Expr("log", (value.ref,))) if isinstance(value, _TracedNumber) else result
+
+
+def joined(items, separator: str = "") -> str:
+    """``separator.join`` that keeps each traced item traced (Jinja's ``join``)."""
+    return separator.join(format(item, "") if isinstance(item, (_TracedNumber, TracedStr)) else str(item)
+                          for item in items)

@@ -35,7 +35,7 @@ def calibration_text(ctx: dict) -> str:
             "monotone, so it changes probabilities, never the order of the images: AUROC and every decision at a "
             "given rank are unchanged.")
     if "val" in cal and "test" in cal:
-        text += (f" Expected calibration error (10 equal-width bins): {cal['val']['before']['ece']:.3f} before and "
+        text += (f" Expected calibration error (ten equal-width bins): {cal['val']['before']['ece']:.3f} before and "
                  f"{cal['val']['after']['ece']:.3f} after on the validation split, {cal['test']['before']['ece']:.3f} "
                  f"and {cal['test']['after']['ece']:.3f} on the test split.")
     prevalence = cal.get("prevalence")
@@ -105,9 +105,9 @@ def captions(ctx: dict) -> dict[str, str]:
         "training": "Training and validation loss, validation AUROC and average precision per epoch",
     }
     cal = ctx["calibration"]
-    out["calibration"] = ("Reliability of the probabilities (10 equal-width bins) on the internal validation and "
+    out["calibration"] = ("Reliability of the probabilities (ten equal-width bins) on the internal validation and "
                           "test splits, before and after calibration" if cal.get("method", "none") != "none" else
-                          "Reliability of the probabilities (10 equal-width bins) on the internal splits")
+                          "Reliability of the probabilities (ten equal-width bins) on the internal splits")
     return out
 
 
@@ -131,38 +131,37 @@ def assessment_view(a) -> dict:
                    f"dot is the locked threshold {t:.3g}",
             "pr": f"{view['title']}: precision-recall curve; the dot is the locked threshold {t:.3g} (PPV "
                   f"{acc['ppv']['value']:.3f})",
-            "reliability": f"{view['title']}: reliability of the probabilities (10 equal-width bins; ECE "
+            "reliability": f"{view['title']}: reliability of the probabilities (ten equal-width bins; ECE "
                            f"{acc['ece']['value']:.3f})",
             "confusion": f"{view['title']}: confusion matrix at the locked threshold {t:.3g}",
             "score_shift": f"{view['title']}: score distributions by reference class, internal test split against "
                            f"this set; the dashed line is the locked threshold {t:.3g}",
         }
+    pv = a.get("predictive_values_at_intended_prevalence")
+    if pv and isinstance(pv.get("ppv"), dict):  # an assessment.json of the nested layout {"ppv": {"value", "bounds"}}
+        pv = {"prevalence": pv["prevalence"], "method": pv["method"],
+              "ppv": pv["ppv"]["value"], "ppv_ci95": pv["ppv"]["bounds"],
+              "npv": pv["npv"]["value"], "npv_ci95": pv["npv"]["bounds"]}
+    view["at_prevalence"] = pv or None
     delong = (acc.get("auroc") or {}).get("delong") or {}
     chosen = (acc.get("auroc") or {}).get("interval") or delong
     view["auroc_interval"] = chosen.get("ci95")
     view["auroc_method"] = chosen.get("method", "DeLong")
-    view["at_prevalence"] = a.get("predictive_values_at_intended_prevalence")
     return view
 
 
 def monitoring(ctx: dict) -> dict:
     """The post-market signals with their released values and limits (exact binomial p-chart
-    limits, inside [0, 1], for the profile's review volume)."""
-    from validation.control_limits import METHOD, expected_flag_rate, p_chart
+    limits, inside [0, 1], for the profile's review volume: ``flag_limits`` of the context)."""
+    from validation.control_limits import METHOD
 
-    profile = ctx["profile"]
+    profile, flag = ctx["profile"], ctx["flag_limits"]
     n = profile["postmarket"]["review_volume"]
-    prevalence = ctx["sample_size"]["prevalence"]
-    evidence = [a for a in ctx["assessments"] if a.get("accepted") and a.get("in_population") is not False]
-    basis = evidence[0]["accepted"] if evidence else ctx["metrics"]["splits"]["test"]
-    where = f"the standalone set {evidence[0]['title']}" if evidence else "the internal test split"
-    rate = expected_flag_rate(prevalence, basis["sensitivity"]["value"], basis["specificity"]["value"])
-    flag = p_chart(float(rate), int(n))
     signals = [{"signal": "share of studies flagged",
-                "released": f"{100 * rate:.1f}% expected at prevalence {100 * prevalence:.1f}% (sensitivity "
-                            f"{basis['sensitivity']['value']:.3f} and specificity {basis['specificity']['value']:.3f} "
-                            f"of {where})",
-                "limit": f"outside {100 * flag.lower:.1f}% to {100 * flag.upper:.1f}% over {n:,} studies"}]
+                "released": f"{100 * flag['rate']:.1f}% expected at prevalence {100 * flag['prevalence']:.1f}% "
+                            f"(sensitivity {flag['sensitivity']:.3f} and specificity {flag['specificity']:.3f} of "
+                            f"{flag['basis']})",
+                "limit": f"outside {100 * flag['lower']:.1f}% to {100 * flag['upper']:.1f}% over {n:,} studies"}]
     refused = [(a["title"], a["scoring"]["n_not_scored"] / a["inputs"]["n_labelled"]) for a in ctx["assessments"]
                if a["inputs"]["n_labelled"]]
     limit = profile["study"]["refusal_limit"]
@@ -170,10 +169,12 @@ def monitoring(ctx: dict) -> dict:
                     "released": "; ".join(f"{name} {100 * share:.1f}%" for name, share in refused) or
                     "not measured (no assessment)",
                     "limit": f"above {100 * limit:.0f}% of the studies of a review period"})
+    post = profile["postmarket"]
     signals.append({"signal": "score distribution",
                     "released": "the reference distribution locked in the bundle (from the data the threshold was "
                                 "chosen on)",
-                    "limit": "population stability index above 0.2, or a Kolmogorov-Smirnov test below p = 0.01"})
-    text = (f"Limits of the shares are {METHOD}: they never leave 0% to 100%. A review period of {n:,} studies is the "
-            "profile's review volume; with fewer studies the limits widen.")
-    return {"signals": signals, "band_text": text, "flag_rate": flag.as_dict()}
+                    "limit": f"population stability index above {post['psi_limit']}, or a Kolmogorov-Smirnov test "
+                             f"below p = {post['drift_p_value']}"})
+    text = (f"A review period is {n:,} studies (the profile's review volume); with fewer studies the limits widen. "
+            "The limits of the shares are")
+    return {"signals": signals, "band_text": text, "method": METHOD + ": they never leave 0% to 100%."}

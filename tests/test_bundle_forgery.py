@@ -229,7 +229,7 @@ def test_sign_refuses_a_damaged_bundle(bundle_dir, keys, capsys):
 ], ids=["extra-parent-path", "extra-absolute-path", "renamed-to-parent-path", "dotted-name"])
 def test_file_entries_outside_the_bundle_are_refused_even_with_recomputed_hashes(bundle_dir, change):
     _rewrite(bundle_dir, change)
-    with pytest.raises(BundleError, match=r"device.json: files: .*must list exactly model.safetensors, "
+    with pytest.raises(BundleError, match=r"device.json: .*files must list exactly model.safetensors, "
                                           r"input_rules.yaml \(plain names inside the bundle\)"):
         load_bundle(bundle_dir)
 

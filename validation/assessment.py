@@ -50,8 +50,8 @@ from .shift import shift_report
 from .subgroups import subgroup_table
 
 PREDICTIONS, ASSESSMENT, OUTSIDE_SET = "predictions.csv", "assessment.json", "outside_set.csv"
-PREDICTION_COLUMNS = ["key", "patient", "label", "status", "probability", "decision", "reason", "age_years", "sex",
-                      "view"]
+PREDICTION_COLUMNS = ["key", "patient", "label", "status", "logit", "probability", "decision", "reason", "age_years",
+                      "sex", "view"]
 PROPORTION_METHOD = "Clopper-Pearson"
 #: The interval each criterion is judged on, as the validation plan names it.
 ACCEPTANCE_METHODS = {"auroc": "DeLong (Newcombe (2006) score interval where DeLong's is degenerate)",
@@ -72,7 +72,7 @@ def score(bundle: Bundle, inputs: InputSet, progress: bool = False, desc: str = 
     rows = []
     for item, result in zip(inputs.items, results):
         rows.append({"key": item.key, "patient": item.patient, "label": item.label, "status": result.status,
-                     "probability": result.probability, "decision": result.decision or "",
+                     "logit": result.logit, "probability": result.probability, "decision": result.decision or "",
                      "reason": result.reason, "age_years": item.age_years, "sex": item.sex, "view": item.view})
     return pd.DataFrame(rows, columns=PREDICTION_COLUMNS)
 
@@ -165,9 +165,10 @@ def judge(acceptance: dict[str, float], metrics: dict) -> dict:
 
 def assess(bundle: Bundle, inputs: InputSet, out_dir: str | Path, name: str, acceptance: dict | None = None,
            intended_prevalence: float | None = None, n_bootstrap: int = 2000, seed: int = 0,
-           progress: bool = False) -> dict:
+           progress: bool = False, role: str | None = None) -> dict:
     """Score ``inputs`` with the locked ``bundle``; write predictions.csv, assessment.json and
-    figures into ``out_dir``; return assessment.json's content."""
+    figures into ``out_dir``; return assessment.json's content. ``role`` (a development set's:
+    decisions were made on it) is recorded, and such a set is marked ``development``."""
     check_setting(Replicates, n_bootstrap, "bootstrap")
     check_setting(Seed, seed, "seed")
     out = Path(out_dir)
@@ -182,6 +183,8 @@ def assess(bundle: Bundle, inputs: InputSet, out_dir: str | Path, name: str, acc
     not_scored = frame[frame["status"] != ACCEPTED]
     document = {
         "name": name,
+        "role": role or "external set: no development decision was made on it",
+        "development": role is not None,
         "device": {"device_json_sha256": bundle.device_sha256, "bundle": str(bundle.folder),
                    "signature": bundle.signature.describe(), "threshold": threshold,
                    "threshold_rule": bundle.meta["threshold"].get("rule"),
@@ -207,6 +210,7 @@ def assess(bundle: Bundle, inputs: InputSet, out_dir: str | Path, name: str, acc
         "predictive_values_at_intended_prevalence": predictive_values_at(intended_prevalence, metrics)
         if usable and intended_prevalence else None,
         "acceptance": judge(acceptance or {}, metrics) if usable and acceptance else None,
+        "operating_point_transfer": operating_point_transfer(bundle, accepted) if usable else None,
         "shift": shift_report(bundle, metrics, accepted, out) if usable else None,
         "figures": _figures(out, accepted, threshold, name) if usable else {},
         "produced_by": producer("assess", {"name": name, "bootstrap": n_bootstrap, "seed": seed,
@@ -215,6 +219,24 @@ def assess(bundle: Bundle, inputs: InputSet, out_dir: str | Path, name: str, acc
     document = finite(document)
     (out / ASSESSMENT).write_text(json.dumps(document, indent=2) + "\n")
     return document
+
+
+def operating_point_transfer(bundle: Bundle, accepted: pd.DataFrame) -> dict | None:
+    """The threshold the bundle's own policy would choose on this set's probabilities, beside the
+    locked one, and the set at each: how far the operating point transfers (information, never
+    tuning - nothing here changes the device)."""
+    from .threshold import ThresholdPolicy, operating_thresholds
+
+    policy = (bundle.meta.get("threshold") or {}).get("policy")
+    if not policy:
+        return None
+    chosen = ThresholdPolicy(policy["rule"], policy.get("target"), policy.get("tolerance", 0.01))
+    probs, labels = accepted["probability"].to_numpy(), accepted["label"].to_numpy()
+    here = operating_thresholds(probs, labels, 0.9, chosen)[chosen.name][1]
+    return {"policy": chosen.description(), "locked": bundle.threshold, "would_choose_here": here,
+            "at_locked": from_confusion(confusion(probs, labels, bundle.threshold)),
+            "at_would_choose": from_confusion(confusion(probs, labels, here)),
+            "note": "information: the locked device is unchanged"}
 
 
 def excluded_by_reason(inputs: InputSet) -> dict[str, int]:

@@ -98,7 +98,8 @@ def evaluate_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold-policy", choices=POLICIES, default=MAX_F1, metavar="POLICY",
                    help=f"how the locked threshold is chosen: {' | '.join(POLICIES)} (default max_f1)")
     p.add_argument("--threshold-target", type=float, metavar="X",
-                   help="the sensitivity or specificity the target_* policies must reach")
+                   help="the sensitivity or specificity the target_* policies must reach; the least sensitivity of "
+                   "max_accuracy")
     p.add_argument("--plateau-tolerance", type=float, default=DEFAULT_TOLERANCE, metavar="D",
                    help=f"F1 below the maximum still on the plateau (f1_plateau; default {DEFAULT_TOLERANCE})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -1,4 +1,5 @@
-"""Choosing the decision threshold on the validation split: the policies, and the operating-point table.
+"""Choosing the decision threshold (on the validation split, or on external development sets):
+the policies, and the operating-point table.
 
 Decision: positive when probability >= threshold. Candidates are the distinct validation
 probabilities, which covers every achievable operating point. Test (and external) labels are
@@ -11,6 +12,8 @@ Policies (:class:`ThresholdPolicy`; the product's default is maximum F1):
 * ``youden`` - maximum Youden's J (sensitivity + specificity - 1), ties toward the higher threshold;
 * ``target_sensitivity`` - the highest threshold whose validation sensitivity reaches ``target``;
 * ``target_specificity`` - the lowest threshold whose validation specificity reaches ``target``;
+* ``max_accuracy`` - the highest accuracy among the thresholds whose sensitivity reaches ``target``
+  (a triage device must not miss), ties toward the higher threshold;
 * ``f1_plateau`` - the centre (in logit space) of the run of thresholds whose validation F1 is
   within ``tolerance`` of the maximum. A validation split drawn from the training source is often
   nearly separable: F1 is flat over a wide range and "maximum F1" lands anywhere on it, usually
@@ -28,16 +31,18 @@ from cxr_device.runtime.calibration import logit
 
 from .metrics import cumulative_counts, ranking
 
-MAX_F1, YOUDEN = "max_f1", "youden"
+MAX_F1, YOUDEN, MAX_ACCURACY = "max_f1", "youden", "max_accuracy"
 TARGET_SENSITIVITY, TARGET_SPECIFICITY, F1_PLATEAU = "target_sensitivity", "target_specificity", "f1_plateau"
-POLICIES = (MAX_F1, YOUDEN, TARGET_SENSITIVITY, TARGET_SPECIFICITY, F1_PLATEAU)
+POLICIES = (MAX_F1, YOUDEN, TARGET_SENSITIVITY, TARGET_SPECIFICITY, F1_PLATEAU, MAX_ACCURACY)
 RULE_TEXT = {
-    MAX_F1: "maximum F1 on the validation split; ties broken toward the higher threshold",
-    YOUDEN: "maximum Youden's J (sensitivity + specificity - 1) on the validation split; ties toward the higher threshold",
-    TARGET_SENSITIVITY: "the highest threshold whose validation sensitivity reaches {target:g}",
-    TARGET_SPECIFICITY: "the lowest threshold whose validation specificity reaches {target:g}",
-    F1_PLATEAU: ("the centre, in logit space, of the thresholds whose validation F1 is within {tolerance:g} of the "
+    MAX_F1: "maximum F1 on {data}; ties broken toward the higher threshold",
+    YOUDEN: "maximum Youden's J (sensitivity + specificity - 1) on {data}; ties toward the higher threshold",
+    TARGET_SENSITIVITY: "the highest threshold whose sensitivity on {data} reaches {target:g}",
+    TARGET_SPECIFICITY: "the lowest threshold whose specificity on {data} reaches {target:g}",
+    F1_PLATEAU: ("the centre, in logit space, of the thresholds whose F1 on {data} is within {tolerance:g} of the "
                  "maximum (the near-optimal plateau)"),
+    MAX_ACCURACY: ("the highest accuracy on {data} among the thresholds whose sensitivity there reaches {target:g} "
+                   "(a triage device must not miss); ties toward the higher threshold"),
 }
 DEFAULT_TOLERANCE = 0.01
 
@@ -53,7 +58,7 @@ class ThresholdPolicy:
     def __post_init__(self) -> None:
         if self.rule not in POLICIES:
             raise ValueError(f"threshold policy must be one of {', '.join(POLICIES)}, got {self.rule!r}")
-        if self.rule in (TARGET_SENSITIVITY, TARGET_SPECIFICITY) and not (
+        if self.rule in (TARGET_SENSITIVITY, TARGET_SPECIFICITY, MAX_ACCURACY) and not (
                 self.target is not None and 0.0 < self.target <= 1.0):
             raise ValueError(f"threshold policy {self.rule} needs a target in (0, 1], got {self.target!r}")
         if not 0.0 <= self.tolerance < 1.0:
@@ -64,16 +69,20 @@ class ThresholdPolicy:
         """``max_f1``, ``target_sensitivity>=0.9``, ``f1_plateau(0.01)``: the rule as recorded."""
         if self.rule in (TARGET_SENSITIVITY, TARGET_SPECIFICITY):
             return f"{self.rule}>={self.target:g}"
+        if self.rule == MAX_ACCURACY:
+            return f"{self.rule}(sensitivity>={self.target:g})"
         return f"{self.rule}({self.tolerance:g})" if self.rule == F1_PLATEAU else self.rule
 
-    def description(self) -> str:
-        return RULE_TEXT[self.rule].format(target=self.target or 0.0, tolerance=self.tolerance)
+    def description(self, data: str = "the validation split") -> str:
+        """The rule in words, naming the ``data`` it is chosen on."""
+        return RULE_TEXT[self.rule].format(target=self.target or 0.0, tolerance=self.tolerance, data=data)
 
     def choose(self, probs: np.ndarray, labels: np.ndarray) -> float:
-        """The threshold this policy locks on validation probabilities and labels."""
+        """The threshold this policy locks on the given probabilities and labels."""
         chooser = {MAX_F1: max_f1_threshold, YOUDEN: youden_threshold, F1_PLATEAU: self._plateau,
                    TARGET_SENSITIVITY: lambda p, y: sensitivity_threshold(p, y, self.target),
-                   TARGET_SPECIFICITY: lambda p, y: specificity_threshold(p, y, self.target)}[self.rule]
+                   TARGET_SPECIFICITY: lambda p, y: specificity_threshold(p, y, self.target),
+                   MAX_ACCURACY: lambda p, y: accuracy_threshold(p, y, self.target)}[self.rule]
         return chooser(probs, labels)
 
     def _plateau(self, probs: np.ndarray, labels: np.ndarray) -> float:
@@ -152,6 +161,17 @@ def specificity_threshold(probs: np.ndarray, labels: np.ndarray, target: float) 
     specificity = 1.0 - fps / negatives  # at each candidate, descending thresholds: non-increasing
     reaching = np.flatnonzero(specificity >= target - 1e-12)
     return float(values[reaching[-1]]) if len(reaching) else float(np.nextafter(values[0], np.inf))
+
+
+def accuracy_threshold(probs: np.ndarray, labels: np.ndarray, min_sensitivity: float) -> float:
+    """The threshold of highest accuracy among those whose sensitivity is at least
+    ``min_sensitivity`` (ties toward the higher threshold)."""
+    values, tps, fps, positives, negatives = _candidates(probs, labels)
+    if positives == 0:
+        raise ValueError("the data have no positive image: sensitivity is undefined")
+    accuracy = (tps + negatives - fps) / (positives + negatives)
+    allowed = tps / positives >= min_sensitivity - 1e-12
+    return float(values[_first_max(np.where(allowed, accuracy, -np.inf))])
 
 
 def operating_thresholds(probs: np.ndarray, labels: np.ndarray, target_sensitivity: float,

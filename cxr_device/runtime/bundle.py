@@ -2,13 +2,19 @@
 
 ``bundle/``::
 
-    model.safetensors   the weights (safetensors: no pickle, no code)
+    model.safetensors   the weights (safetensors: no pickle, no code); an ensemble adds
+                        model-1.safetensors, model-2.safetensors, ... (same architecture)
     input_rules.yaml    the DICOM-header rules inputs must pass (parsed when locked and loaded)
     device.json         architecture, preprocessing, threshold and how it was chosen, the
                         sha256 of the training cohort and of every file above, the package
                         version, and ``content_sha256`` - the hash of device.json itself
                         (canonical JSON without that field)
     signature.json      optional: an Ed25519 signature of device.json (``cxr-device sign``)
+
+``device.json`` ``inference`` says how an input is scored: ``members`` (how many weight files) and
+``views`` (the test-time crops of the stored image, :data:`cxr_device.preprocessing.VIEW_SETS`);
+the logits of every member on every view are averaged, then calibrated. Without it: one member,
+the centre crop.
 
 What the two layers protect against, plainly:
 
@@ -29,12 +35,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from safetensors.torch import load_file, save_file
 
 from .. import __version__
@@ -49,9 +55,21 @@ from .input_rules import RulesError, RuleSet, load_rules
 from .signing import SignatureStatus, verify_bundle_signature
 
 FORMAT = "cxr-device-bundle/1"
+MAX_MEMBERS = 8
 #: Every file a bundle may hold; nothing else is written, hashed or read.
-BUNDLE_FILES = (DEVICE_JSON, WEIGHTS, RULES, SIGNATURE)
+BUNDLE_FILES = (DEVICE_JSON, WEIGHTS, *(f"model-{i}.safetensors" for i in range(1, MAX_MEMBERS)), RULES, SIGNATURE)
 HASHED_FILES = (WEIGHTS, RULES)
+COMBINE = "mean of the logits over members and views, before calibration"
+
+
+def weight_files(members: int) -> tuple[str, ...]:
+    """The weight files of an ensemble of ``members`` models (``model.safetensors`` first)."""
+    return (WEIGHTS, *(f"model-{i}.safetensors" for i in range(1, members)))
+
+
+def hashed_files(members: int) -> tuple[str, ...]:
+    """The files device.json hashes for ``members`` models."""
+    return (*weight_files(members), RULES)
 
 
 class BundleError(CxrDeviceError):
@@ -98,6 +116,12 @@ class _Calibration(BaseModel):
     offset: float = Field(allow_inf_nan=False)
 
 
+class _Inference(_Strict):
+    members: int = Field(ge=1, le=MAX_MEMBERS)
+    views: list[Literal["center", "top_left", "top_right", "bottom_left", "bottom_right"]] = Field(min_length=1)
+    combine: str
+
+
 class _DeviceDocument(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
     format: Literal["cxr-device-bundle/1"]
@@ -105,25 +129,27 @@ class _DeviceDocument(BaseModel):
     preprocessing: _Preprocessing
     threshold: _Threshold
     calibration: _Calibration = _Calibration(method="none", slope=1.0, offset=0.0)
+    inference: _Inference = _Inference(members=1, views=["center"], combine=COMBINE)
     files: dict[str, str]
     content_sha256: str
 
-    @field_validator("files")
-    @classmethod
-    def _known_files(cls, files: dict[str, str]) -> dict[str, str]:
-        if set(files) != set(HASHED_FILES):
-            raise ValueError(f"must list exactly {', '.join(HASHED_FILES)} (plain names inside the bundle); "
+    @model_validator(mode="after")
+    def _known_files(self) -> _DeviceDocument:
+        files, expected = self.files, hashed_files(self.inference.members)
+        if set(files) != set(expected):
+            raise ValueError(f"files must list exactly {', '.join(expected)} (plain names inside the bundle); "
                              f"got {', '.join(map(repr, files)) or 'nothing'}")
         bad = [name for name, digest in files.items()
                if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest)]
         if bad:
             raise ValueError(f"sha256 of {', '.join(bad)} is not 64 lower-case hex digits")
-        return files
+        return self
 
 
 @dataclass
 class Bundle:
-    """A verified, loaded device."""
+    """A verified, loaded device: its first model (``model``), every member of an ensemble
+    (``models``) and the test-time views (``views``)."""
 
     folder: Path
     model: DeviceModel
@@ -133,6 +159,11 @@ class Bundle:
     meta: dict
     signature: SignatureStatus
     calibration: Calibration = Calibration()
+    models: list[DeviceModel] = field(default_factory=list)
+    views: tuple[str, ...] = ("center",)
+
+    def __post_init__(self) -> None:
+        self.models = self.models or [self.model]
 
     @property
     def rules_path(self) -> Path:
@@ -151,11 +182,12 @@ def canonical_hash(document: dict) -> str:
 
 
 # --- writing --------------------------------------------------------------------------------
-def write_bundle(out_dir: str | Path, model: DeviceModel, preprocessing: Preprocessing, threshold: dict,
-                 rules_file: str | Path, cohort_csv: str | Path, extra: dict | None = None,
-                 calibration: Calibration = Calibration()) -> Path:
+def write_bundle(out_dir: str | Path, model: DeviceModel | list[DeviceModel], preprocessing: Preprocessing,
+                 threshold: dict, rules_file: str | Path, cohort_csv: str | Path, extra: dict | None = None,
+                 calibration: Calibration = Calibration(), views: tuple[str, ...] = ("center",)) -> Path:
     """Lock a bundle; ``threshold`` needs ``value`` and ``rule`` (and may carry its metrics);
-    ``threshold.value`` applies to the probability after ``calibration``.
+    ``threshold.value`` applies to the probability after ``calibration``. ``model`` may be a list
+    (an ensemble of one architecture); ``views`` are the test-time crops averaged with it.
 
     The rules are parsed first (a broken rules file is never locked). An existing folder is
     reused only if it holds nothing but bundle files; those are replaced (a signature of the
@@ -166,16 +198,20 @@ def write_bundle(out_dir: str | Path, model: DeviceModel, preprocessing: Preproc
         load_rules(rules_file)
     except RulesError as err:
         raise BundleError(f"not locking a bundle with unusable input rules: {err}") from None
+    models = model if isinstance(model, list) else [model]
+    if not 1 <= len(models) <= MAX_MEMBERS:
+        raise BundleError(f"an ensemble has 1 to {MAX_MEMBERS} members, got {len(models)}")
     _prepare_folder(out)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    # one metadata key only: safetensors writes its metadata map in hash-randomised order, and a
-    # locked file must be byte-identical when the same model is bundled again
-    save_file(state, str(out / WEIGHTS), metadata={"format": FORMAT})
+    for name, member in zip(weight_files(len(models)), models):
+        state = {k: v.detach().cpu().contiguous() for k, v in member.state_dict().items()}
+        # one metadata key only: safetensors writes its metadata map in hash-randomised order, and a
+        # locked file must be byte-identical when the same model is bundled again
+        save_file(state, str(out / name), metadata={"format": FORMAT})
     (out / RULES).write_bytes(Path(rules_file).read_bytes())
     document = {
         "format": FORMAT,
         "device": "cxr-device pneumonia detector (pneumonia vs no pneumonia on frontal chest radiographs)",
-        "architecture": model.layer_report(),  # spec.weights says how training was initialised
+        "architecture": models[0].layer_report(),  # spec.weights says how training was initialised
         "preprocessing": preprocessing.as_dict(),
         "calibration": calibration.as_dict(),
         "threshold": threshold,
@@ -183,11 +219,13 @@ def write_bundle(out_dir: str | Path, model: DeviceModel, preprocessing: Preproc
                   "decision 'pneumonia' when probability >= threshold",
         "input_rules": {"file": RULES, "source": str(rules_file)},
         "training_cohort_sha256": sha256_file(cohort_csv),
-        "files": {name: sha256_file(out / name) for name in HASHED_FILES},
+        "files": {name: sha256_file(out / name) for name in hashed_files(len(models))},
         "package_version": __version__,
         "torch": torch.__version__,
         **(extra or {}),
     }
+    if len(models) > 1 or tuple(views) != ("center",):  # a single centre-cropped model keeps the plain form
+        document["inference"] = {"members": len(models), "views": list(views), "combine": COMBINE}
     document["content_sha256"] = canonical_hash(document)
     _validated(document, out / DEVICE_JSON)  # never write what load_bundle would refuse
     (out / DEVICE_JSON).write_text(json.dumps(document, indent=2) + "\n")
@@ -250,22 +288,28 @@ def load_bundle(folder: str | Path, trusted_key: str | Path | None = None, envir
     except RulesError as err:
         raise BundleError(f"the bundle's input rules cannot be used: {err}") from None
     spec = ModelSpec(**{**doc.architecture.spec.model_dump(), "weights": "none"})
-    try:
-        model = build_model(spec)
-        state = load_file(str(folder / WEIGHTS))
-        model.load_state_dict(state, strict=True)
-    except CxrDeviceError as err:
-        raise BundleError(f"{path}: architecture: {err}") from None
-    except Exception as err:  # safetensors' own errors (a pickle renamed, a bad header) and shape mismatches
-        first = (str(err).splitlines() or [type(err).__name__])[0]
-        raise BundleError(f"{folder / WEIGHTS}: not safetensors weights that fit {spec.arch} ({first})") from None
+    models = [_load_member(folder / name, spec, path) for name in weight_files(doc.inference.members)]
     pre = doc.preprocessing.model_dump()
     preprocessing = Preprocessing(**{k: v for k, v in pre.items() if k != "stored_size"})
     if preprocessing.stored_size != pre["stored_size"]:
         raise BundleError(f"{path}: preprocessing.stored_size {pre['stored_size']} does not follow from "
                           f"image_size {preprocessing.image_size} and margin {preprocessing.margin}")
     calibration = Calibration(doc.calibration.method, doc.calibration.slope, doc.calibration.offset)
-    return Bundle(folder, model.eval(), preprocessing, doc.threshold.value, rules, document, signature, calibration)
+    return Bundle(folder, models[0], preprocessing, doc.threshold.value, rules, document, signature, calibration,
+                  models, tuple(doc.inference.views))
+
+
+def _load_member(weights: Path, spec: ModelSpec, device_json: Path) -> DeviceModel:
+    """One member's model from its safetensors file, in evaluation mode."""
+    try:
+        model = build_model(spec)
+        model.load_state_dict(load_file(str(weights)), strict=True)
+    except CxrDeviceError as err:
+        raise BundleError(f"{device_json}: architecture: {err}") from None
+    except Exception as err:  # safetensors' own errors (a pickle renamed, a bad header) and shape mismatches
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise BundleError(f"{weights}: not safetensors weights that fit {spec.arch} ({first})") from None
+    return model.eval()
 
 
 def _plain_file(path: Path, missing: str) -> None:

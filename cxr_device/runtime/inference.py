@@ -16,7 +16,7 @@ from matplotlib import colormaps
 from PIL import Image, ImageDraw
 
 from ..imageio import load_image
-from ..preprocessing import center_crop, to_stored, to_tensor
+from ..preprocessing import center_crop, to_stored, to_views
 from .bundle import Bundle
 
 POSITIVE, NEGATIVE = "pneumonia", "no pneumonia"
@@ -24,39 +24,50 @@ HEATMAP_CAPTION = "Grad-CAM: an aid to interpretation, not a diagnosis"
 
 
 class Predictor:
-    """A bundle ready to score images (CPU by default)."""
+    """A bundle ready to score images (CPU by default): every member of the bundle on every
+    test-time view, logits averaged, then the bundle's calibration."""
 
     def __init__(self, bundle: Bundle, device: str | torch.device = "cpu"):
         self.bundle = bundle
         self.device = torch.device(device)
-        self.model = bundle.model.to(self.device).eval()
+        self.models = [m.to(self.device).eval() for m in bundle.models]
+        self.model = self.models[0]
+        self.views = bundle.views
         self.pre = bundle.preprocessing
         self.threshold = bundle.threshold
         self.calibration = bundle.calibration
 
     def prepare_image(self, image: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-        """(model input (1, S, S), the same crop as uint8 for display) from a decoded float32
-        [0, 1] image (H, W), through the one preprocessing of training."""
+        """(the model inputs (V, 1, S, S) - one per test-time view, the centre first -, the centre
+        crop as uint8 for display) from a decoded float32 [0, 1] image (H, W), through the one
+        preprocessing of training."""
         stored = to_stored(image, self.pre)
-        return to_tensor(stored, self.pre), center_crop(stored, self.pre.image_size)
+        return to_views(stored, self.pre, self.views), center_crop(stored, self.pre.image_size)
 
     def prepare(self, path: str | Path) -> tuple[torch.Tensor, np.ndarray]:
         """:meth:`prepare_image` of a file read with the one image loader."""
         return self.prepare_image(load_image(path))
 
     @torch.inference_mode()
+    def logits(self, inputs: torch.Tensor) -> np.ndarray:
+        """The device's logit (float64) of each image of a batch (N, V, 1, S, S): the mean over
+        members and views of the models' logits."""
+        batch = inputs.to(self.device)
+        flat = batch.reshape(-1, *batch.shape[-3:])
+        total = sum(m(flat).float().reshape(batch.shape[0], batch.shape[1]).mean(dim=1) for m in self.models)
+        return (total / len(self.models)).cpu().numpy().astype(np.float64)
+
     def probabilities(self, inputs: torch.Tensor) -> np.ndarray:
-        """Calibrated pneumonia probabilities (float64) of a batch (N, 1, S, S): the bundle's
-        calibration applied to the model's logits, as ``evaluate`` computed them."""
-        logits = self.model(inputs.to(self.device)).float().cpu().numpy().astype(np.float64)
-        return self.calibration.probabilities(logits)
+        """Calibrated pneumonia probabilities (float64) of a batch (N, V, 1, S, S): the bundle's
+        calibration applied to the device's logits, as ``evaluate`` computed them."""
+        return self.calibration.probabilities(self.logits(inputs))
 
     def decision(self, probability: float) -> str:
         return POSITIVE if probability >= self.threshold else NEGATIVE
 
-    def grad_cam(self, single: torch.Tensor) -> np.ndarray:
-        """Grad-CAM map (S, S) in [0, 1] for one input (1, S, S)."""
-        return grad_cam(self.model, single.unsqueeze(0).to(self.device))
+    def grad_cam(self, views: torch.Tensor) -> np.ndarray:
+        """Grad-CAM map (S, S) in [0, 1] of the first member on the centre view of one input (V, 1, S, S)."""
+        return grad_cam(self.model, views[:1].to(self.device))
 
 
 def grad_cam(model, x: torch.Tensor) -> np.ndarray:

@@ -59,6 +59,7 @@ class Prediction:
     study_instance_uid: str = ""
     series_instance_uid: str = ""
     probability: float | None = None
+    logit: float | None = None  # the device's logit before calibration (the mean over members and views)
     decision: str | None = None
     threshold: float | None = None
     findings: list[dict] = field(default_factory=list)
@@ -103,9 +104,10 @@ class DevicePipeline:
                 ready.append((result, tensor, display))
         for start in range(0, len(ready), batch_size):
             chunk = ready[start:start + batch_size]
-            probabilities = self.predictor.probabilities(torch.stack([t for _, t, _ in chunk]))
-            for (result, tensor, display), p in zip(chunk, probabilities):
-                self._decide(result, float(p))
+            logits = self.predictor.logits(torch.stack([t for _, t, _ in chunk]))
+            probabilities = self.predictor.calibration.probabilities(logits)
+            for (result, tensor, display), z, p in zip(chunk, logits, probabilities):
+                self._decide(result, float(p), float(z))
                 if heatmap_dir is not None and result.status == ACCEPTED:
                     result.heatmap = str(self._heatmap(result, tensor, display, heatmap_dir))
         return results
@@ -156,11 +158,11 @@ class DevicePipeline:
         except Exception as err:
             return _unreadable(result, f"pixel data: {type(err).__name__}: {err}"), None
 
-    def _decide(self, result: Prediction, probability: float) -> None:
-        if not math.isfinite(probability):
+    def _decide(self, result: Prediction, probability: float, logit: float) -> None:
+        if not (math.isfinite(probability) and math.isfinite(logit)):
             _unreadable(result, f"the model returned a non-finite probability ({probability}); nothing is decided")
             return
-        result.probability, result.threshold = probability, self.predictor.threshold
+        result.probability, result.threshold, result.logit = probability, self.predictor.threshold, logit
         result.decision = self.predictor.decision(probability)
 
     def _heatmap(self, result: Prediction, tensor: torch.Tensor, display: np.ndarray, folder: Path) -> Path:
@@ -182,7 +184,7 @@ def heatmap_name(result: Prediction) -> str:
 
 def _unreadable(result: Prediction, reason: str) -> Prediction:
     result.status, result.reason = UNREADABLE, reason
-    result.probability = result.decision = result.threshold = None
+    result.probability = result.decision = result.threshold = result.logit = None
     return result
 
 
