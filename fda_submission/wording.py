@@ -138,9 +138,11 @@ def assessment_view(a) -> dict:
                            f"this set; the dashed line is the locked threshold {t:.3g}",
         }
     pv = a.get("predictive_values_at_intended_prevalence")
-    view["at_prevalence"] = {"prevalence": pv["prevalence"], "method": pv["method"],
-                             "ppv": pv["ppv"]["value"], "ppv_ci95": pv["ppv"]["bounds"],
-                             "npv": pv["npv"]["value"], "npv_ci95": pv["npv"]["bounds"]} if pv else None
+    if pv and isinstance(pv.get("ppv"), dict):  # an assessment.json of the nested layout {"ppv": {"value", "bounds"}}
+        pv = {"prevalence": pv["prevalence"], "method": pv["method"],
+              "ppv": pv["ppv"]["value"], "ppv_ci95": pv["ppv"]["bounds"],
+              "npv": pv["npv"]["value"], "npv_ci95": pv["npv"]["bounds"]}
+    view["at_prevalence"] = pv or None
     delong = (acc.get("auroc") or {}).get("delong") or {}
     chosen = (acc.get("auroc") or {}).get("interval") or delong
     view["auroc_interval"] = chosen.get("ci95")

@@ -13,7 +13,14 @@ import pytest
 from cxr_device.cli import main
 from cxr_device.errors import CxrDeviceError
 from cxr_device.runtime.bundle import load_bundle
-from validation.assessment import ASSESSMENT, PREDICTIONS, assess, left_out
+from validation.assessment import (
+    ASSESSMENT,
+    PREDICTIONS,
+    assess,
+    judge,
+    left_out,
+    standalone_metrics,
+)
 from validation.assessment_inputs import (
     DUPLICATE_LABEL,
     FILE_WITHOUT_LABEL,
@@ -42,6 +49,10 @@ def test_assessing_the_cohort_test_split_equals_evaluate(trained_run, bundle, tm
         assert external[name]["bootstrap_ci95"] == pytest.approx(internal[name]["ci95"], abs=1e-9), name
     rows = {r["metric"]: r for r in document["shift"]["metrics"]}
     assert rows["auroc"]["difference"] == pytest.approx(0.0, abs=1e-9) and rows["auroc"]["covered"] is True
+    for name in ("auroc", "sensitivity", "specificity"):  # the same cases on both sides: nothing differs
+        assert rows[name]["test"]["difference"] == pytest.approx(0.0, abs=1e-9)
+        assert rows[name]["test"]["p_value"] == pytest.approx(1.0) and rows[name]["test"]["verdict"] != "differs"
+    assert document["shift"]["tests"]["minimum_external_per_class"] == 10
     assert document["shift"]["operating_point_moved"] is False and document["shift"]["warning"] is None
     frame = pd.read_csv(tmp_path / PREDICTIONS)
     assert len(frame) == internal["n_images"] and set(frame["status"]) == {"accepted"}
@@ -55,11 +66,51 @@ def test_acceptance_is_judged_on_the_lower_bounds(bundle, trained_run, tmp_path)
     document = assess(bundle, from_cohort(trained_run / "cohort", "test"), tmp_path, "t", n_bootstrap=100,
                       acceptance={"auroc": 0.01, "sensitivity": 0.999}, intended_prevalence=0.3)
     criteria = document["acceptance"]["criteria"]
+    auroc = document["accepted"]["auroc"]
+    assert auroc["interval"]["method"] == "DeLong" and auroc["interval"]["ci95"] == auroc["delong"]["ci95"]
     assert criteria["auroc"]["passed"] is True and criteria["auroc"]["method"] == "DeLong"
+    assert criteria["auroc"]["note"] is None and criteria["auroc"]["lower_bound"] == auroc["delong"]["ci95"][0]
     assert criteria["sensitivity"]["passed"] is False and document["acceptance"]["passed"] is False
     assert criteria["sensitivity"]["lower_bound"] == document["accepted"]["sensitivity"]["clopper_pearson"][0]
     at = document["predictive_values_at_intended_prevalence"]
-    assert at["prevalence"] == 0.3 and at["ppv"]["bounds"][0] <= at["ppv"]["value"] <= at["ppv"]["bounds"][1]
+    assert at["prevalence"] == 0.3 and {"ppv", "npv", "ppv_ci95", "npv_ci95", "method"} <= set(at)
+    for key in ("ppv", "npv"):
+        assert 0.0 <= at[f"{key}_ci95"][0] <= at[key] <= at[f"{key}_ci95"][1] <= 1.0
+
+
+def _accepted_frame(probs, labels) -> pd.DataFrame:
+    n = len(probs)
+    return pd.DataFrame({"key": [f"i{i}" for i in range(n)], "patient": [f"p{i}" for i in range(n)],
+                         "label": labels, "status": "accepted", "probability": probs,
+                         "decision": ["pneumonia" if p >= 0.5 else "no pneumonia" for p in probs]})
+
+
+@pytest.mark.requirement("REQ-ASSESS-001")
+def test_perfect_separation_on_a_handful_of_images_is_not_an_auroc_pass():
+    """3 positives above 3 negatives: AUROC 1, DeLong variance 0, DeLong interval [1, 1]. Judged on it
+    (as before) any criterion passed; judged on Newcombe's score interval [0.5010, 1] it does not."""
+    metrics = standalone_metrics(_accepted_frame([0.9, 0.8, 0.7, 0.3, 0.2, 0.1], [1, 1, 1, 0, 0, 0]), 0.5, 100, 0)
+    assert metrics["auroc"]["value"] == 1.0 and metrics["auroc"]["delong"]["ci95"] == [1.0, 1.0]
+    verdict = judge({"auroc": 0.85, "sensitivity": 0.5, "specificity": 0.5}, metrics)
+    auroc = verdict["criteria"]["auroc"]
+    assert auroc["passed"] is False and verdict["passed"] is False
+    assert auroc["method"] == "Newcombe (2006) score interval (DeLong degenerate)"
+    assert auroc["lower_bound"] == pytest.approx(0.501019, abs=2e-6) and "degenerate" in auroc["note"]
+    assert metrics["auroc"]["interval"] == {"ci95": pytest.approx([0.501019, 1.0], abs=2e-6),
+                                            "method": auroc["method"],
+                                            "delong_degenerate": metrics["auroc"]["interval"]["delong_degenerate"]}
+    # 3/3 detected: Clopper-Pearson [0.2924, 1] (0.025^(1/3) = 0.292402) - not zero width, judged as usual
+    assert verdict["criteria"]["sensitivity"]["lower_bound"] == pytest.approx(0.025 ** (1 / 3))
+    assert verdict["criteria"]["sensitivity"]["passed"] is False
+
+
+def test_a_zero_width_or_missing_interval_is_never_a_pass():
+    metrics = {"sensitivity": {"clopper_pearson": [float("nan"), float("nan")]},
+               "specificity": {"clopper_pearson": [0.9, 0.9]},
+               "auroc": {"interval": {"ci95": [0.9, 0.9], "method": "DeLong", "delong_degenerate": None}}}
+    rows = judge({"auroc": 0.5, "sensitivity": 0.0, "specificity": 0.5}, metrics)["criteria"]
+    assert [rows[k]["passed"] for k in ("auroc", "sensitivity", "specificity")] == [False, False, False]
+    assert "zero width" in rows["auroc"]["note"] and "no interval" in rows["sensitivity"]["note"]
 
 
 def _chest(make_dicom, name, seed, **header):

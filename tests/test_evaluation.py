@@ -6,10 +6,12 @@ import shutil
 
 import pandas as pd
 import pytest
+from scipy import stats
 
 from cxr_device.errors import CxrDeviceError
 from validation.evaluation import evaluate_run
 from validation.figures import FIGURES
+from validation.intervals import delong
 
 
 def test_metrics_predictions_figures(trained_run):
@@ -23,9 +25,11 @@ def test_metrics_predictions_figures(trained_run):
     assert predictions["probability"].between(0, 1).all()
     for split in ("val", "test"):
         s = metrics["splits"][split]
-        for name in ("auroc", "average_precision", "f1", "sensitivity", "specificity", "ppv", "npv", "accuracy",
-                     "brier"):
+        for name in ("average_precision", "f1", "brier"):
             assert set(s[name]) == {"value", "ci95", "n_undefined"}
+        for name in ("sensitivity", "specificity", "ppv", "npv", "accuracy"):
+            assert set(s[name]) == {"value", "ci95", "n_undefined", "k", "n", "clopper_pearson"}
+        assert set(s["auroc"]) == {"value", "ci95", "n_undefined", "delong", "interval"}
         assert sum(s["confusion"].values()) == s["n_images"]
         assert s["n_left_out"] == 0
     assert metrics["left_out"] == {"n": 0, "by_split": {"val": 0, "test": 0}, "images": []}
@@ -38,6 +42,30 @@ def test_metrics_predictions_figures(trained_run):
     assert set(metrics["figures"]) == set(FIGURES)
     for name in FIGURES.values():
         assert (out / name).stat().st_size > 5_000
+
+
+@pytest.mark.requirement("REQ-EVAL-003")
+def test_internal_metrics_carry_exact_intervals_from_their_counts(trained_run):
+    """Planning values can be exact lower bounds: splits.SPLIT.METRIC.clopper_pearson with k and n
+    from the confusion counts, and splits.SPLIT.auroc.delong from the split's scores."""
+    metrics = json.loads((trained_run / "evaluation" / "metrics.json").read_text())
+    predictions = pd.read_csv(trained_run / "evaluation" / "predictions.csv")
+    for split in ("val", "test"):
+        s, c = metrics["splits"][split], metrics["splits"][split]["confusion"]
+        counts = {"sensitivity": (c["tp"], c["tp"] + c["fn"]), "specificity": (c["tn"], c["tn"] + c["fp"]),
+                  "ppv": (c["tp"], c["tp"] + c["fp"]), "npv": (c["tn"], c["tn"] + c["fn"]),
+                  "accuracy": (c["tp"] + c["tn"], s["n_images"])}
+        for name, (k, n) in counts.items():
+            assert (s[name]["k"], s[name]["n"]) == (k, n)
+            assert s[name]["value"] == pytest.approx(k / n)
+            exact = stats.binomtest(k, n).proportion_ci(method="exact")
+            assert s[name]["clopper_pearson"] == pytest.approx([exact.low, exact.high], abs=1e-12)
+        part = predictions[predictions["split"] == split]
+        reference = delong(part["probability"].to_numpy(), part["label"].to_numpy())
+        assert s["auroc"]["delong"]["ci95"] == pytest.approx(reference["ci95"], abs=1e-12)
+        assert s["auroc"]["delong"]["variance"] == pytest.approx(reference["se"] ** 2, rel=1e-12)
+        assert s["auroc"]["interval"]["method"] in ("DeLong", "Newcombe (2006) score interval (DeLong degenerate)")
+        assert s["auroc"]["interval"]["ci95"][1] - s["auroc"]["interval"]["ci95"][0] > 0
 
 
 @pytest.mark.requirement("REQ-EVAL-001")

@@ -16,9 +16,16 @@ from validation.calibration import (
     sigmoid,
 )
 from validation.intervals import (
+    DELONG,
+    NEWCOMBE_AUC,
+    auroc_interval,
     bayes_predictive_values,
     clopper_pearson,
     delong,
+    exact_intervals,
+    lower_bound_for_acceptance,
+    newcombe_auc,
+    predictive_values_interval,
     wilson,
 )
 from validation.metrics import auroc, confusion, from_confusion, ranking
@@ -183,3 +190,154 @@ def test_policies_are_validated_and_named():
     for bad in (dict(rule="median"), dict(rule=TARGET_SPECIFICITY), dict(rule=TARGET_SPECIFICITY, target=1.5)):
         with pytest.raises(ValueError):
             ThresholdPolicy(**bad)
+
+
+# --- AUROC interval when DeLong's is degenerate: Newcombe (2006) method 5 -----------------------
+Z = float(stats.norm.ppf(0.975))  # 1.959964
+
+
+def _newcombe_variance(t, m, n):
+    """Newcombe (2006) eq. for method 5, written out independently of the module."""
+    n_star = (m + n) / 2
+    return t * (1 - t) * (1 + (n_star - 1) * (1 - t) / (2 - t) + (n_star - 1) * t / (1 + t)) / (m * n)
+
+
+@pytest.mark.requirement("REQ-ASSESS-001")
+def test_newcombe_auc_by_hand_at_perfect_separation():
+    # m = n = 1, AUROC 1: N* - 1 = 0, so (1 - t)^2 = z^2 t (1 - t)  ->  1 - t = z^2 t  ->  t = 1 / (1 + z^2)
+    #   = 1 / (1 + 3.841459) = 0.206549
+    assert newcombe_auc(1.0, 1, 1) == pytest.approx((1 / (1 + Z * Z), 1.0), abs=1e-10)
+    assert newcombe_auc(1.0, 1, 1)[0] == pytest.approx(0.206549, abs=1e-6)
+    # m = n = 3, AUROC 1 (3 positives above 3 negatives): N* - 1 = 2, and dividing (1 - t)^2 = z^2 V(t) by
+    # (1 - t): 1 - t = (z^2 / 9) t [1 + 2 (1 - t)/(2 - t) + 2 t/(1 + t)]. At t = 0.501019:
+    # (1 - t)/(2 - t) = 0.498981/1.498981 = 0.332880, t/(1 + t) = 0.501019/1.501019 = 0.333786,
+    # bracket = 1 + 2 (0.332880 + 0.333786) = 2.333332; right side 0.426829 x 0.501019 x 2.333332 = 0.498981
+    # = 1 - t. So the 95% interval is [0.5010, 1]: five of its six decimal digits below DeLong's [1, 1].
+    lo, hi = newcombe_auc(1.0, 3, 3)
+    assert lo == pytest.approx(0.501019, abs=2e-6) and hi == 1.0
+    t = lo
+    assert (1 - t) == pytest.approx(Z * Z / 9 * t * (1 + 2 * (1 - t) / (2 - t) + 2 * t / (1 + t)), abs=1e-12)
+    assert newcombe_auc(0.0, 3, 3) == pytest.approx((0.0, 1 - lo), abs=1e-12)  # symmetric in t and 1 - t
+
+
+@settings(max_examples=120, deadline=None)
+@given(m=st.integers(1, 80), n=st.integers(1, 80), data=st.data())
+def test_newcombe_auc_solves_its_defining_equations(m, n, data):
+    """The bounds are the score-equation roots (auc - t)^2 = z^2 V(t) either side of the estimate,
+    the set {t: (auc - t)^2 <= z^2 V(t)} is exactly [lo, hi], and the width is never 0."""
+    auc = data.draw(st.integers(0, m * n)) / (m * n)
+    lo, hi = newcombe_auc(auc, m, n)
+    assert 0.0 <= lo <= auc <= hi <= 1.0 and hi - lo > 0
+    for bound in (lo, hi):
+        if bound not in (0.0, 1.0) or bound != auc:
+            assert (auc - bound) ** 2 == pytest.approx(Z * Z * _newcombe_variance(bound, m, n), abs=1e-10)
+    grid = np.linspace(0, 1, 2001)
+    inside = (auc - grid) ** 2 <= Z * Z * _newcombe_variance(grid, m, n) + 1e-12
+    assert inside[(grid > lo + 1e-6) & (grid < hi - 1e-6)].all()
+    assert not inside[(grid < lo - 1e-6) | (grid > hi + 1e-6)].any()
+    assert newcombe_auc(1 - auc, m, n) == pytest.approx((1 - hi, 1 - lo), abs=1e-9)
+
+
+@pytest.mark.parametrize("shift", [0.6, 1.2, 2.0])
+def test_newcombe_auc_agrees_with_delong_on_large_non_degenerate_samples(shift):
+    rng = np.random.default_rng(11)
+    probs = np.r_[rng.normal(shift, 1.0, 600), rng.normal(0.0, 1.0, 800)]
+    labels = np.r_[np.ones(600), np.zeros(800)]
+    d = delong(probs, labels)
+    assert 0.6 < d["value"] < 0.95
+    assert newcombe_auc(d["value"], 600, 800) == pytest.approx(d["ci95"], abs=0.006)
+
+
+@pytest.mark.requirement("REQ-ASSESS-001")
+def test_auroc_interval_falls_back_to_newcombe_only_when_delong_is_degenerate():
+    separated = auroc_interval(np.array([0.9, 0.8, 0.7, 0.3, 0.2, 0.1]), np.array([1, 1, 1, 0, 0, 0]))
+    assert delong(np.array([0.9, 0.8, 0.7, 0.3, 0.2, 0.1]), np.array([1, 1, 1, 0, 0, 0]))["ci95"] == [1.0, 1.0]
+    assert separated["method"] == NEWCOMBE_AUC and "perfect separation" in separated["delong_degenerate"]
+    assert separated["ci95"] == pytest.approx([0.501019, 1.0], abs=2e-6)
+    rng = np.random.default_rng(2)
+    labels = (rng.random(200) < 0.4).astype(float)
+    probs = rng.normal(labels, 1.0)
+    ordinary = auroc_interval(probs, labels)
+    assert ordinary == {"ci95": delong(probs, labels)["ci95"], "method": DELONG, "delong_degenerate": None}
+    one_positive = auroc_interval(np.array([0.9, 0.5, 0.4, 0.1]), np.array([1, 0, 0, 0]))
+    assert one_positive["method"] == NEWCOMBE_AUC and "fewer than 2" in one_positive["delong_degenerate"]
+    no_positive = auroc_interval(np.array([0.5, 0.4]), np.array([0, 0]))
+    assert no_positive["method"] is None and np.isnan(no_positive["ci95"]).all()
+
+
+def test_zero_width_or_missing_intervals_never_give_a_lower_bound_for_acceptance():
+    assert lower_bound_for_acceptance([0.8, 0.9]) == (0.8, None)
+    lower, why = lower_bound_for_acceptance([1.0, 1.0])
+    assert lower == 1.0 and "zero width" in why
+    assert lower_bound_for_acceptance(clopper_pearson(0, 0))[1].startswith("no interval")
+    assert lower_bound_for_acceptance([None, None])[1].startswith("no interval")
+
+
+# --- PPV and NPV at a prevalence, and the internal closed-form intervals ------------------------
+def test_predictive_values_interval_by_hand():
+    # Each Clopper-Pearson limit is one-sided at q = sqrt(0.975) = 0.987421, i.e. alpha' = 1 - q = 0.0125786 a side.
+    # With every positive detected (10/10) and every negative cleared (20/20) the exact lower limits are
+    # alpha'^(1/n): sensitivity 0.0125786^(1/10) = 0.645604, specificity 0.0125786^(1/20) = 0.803495.
+    # At prevalence 0.1: PPV_lo = 0.1 x 0.645604 / (0.1 x 0.645604 + 0.9 x (1 - 0.803495)) = 0.0645604 / 0.2414149
+    # = 0.267424; NPV_lo = 0.9 x 0.803495 / (0.9 x 0.803495 + 0.1 x (1 - 0.645604)) = 0.723146 / 0.758585 = 0.953282.
+    at = predictive_values_interval(10, 10, 20, 20, 0.1)
+    assert at["ppv"] == 1.0 and at["npv"] == 1.0 and at["prevalence"] == 0.1
+    assert at["ppv_ci95"] == pytest.approx([0.267424, 1.0], abs=2e-6)
+    assert at["npv_ci95"] == pytest.approx([0.953282, 1.0], abs=2e-6)
+    assert "Clopper-Pearson" in at["method"] and "Bayes" in at["method"]
+    # 9/10 and 18/20 at 0.1: PPV = 0.09 / (0.09 + 0.9 x 0.1) = 0.5; NPV = 0.81 / (0.81 + 0.01) = 0.987805
+    at = predictive_values_interval(9, 10, 18, 20, 0.1)
+    assert at["ppv"] == pytest.approx(0.5) and at["npv"] == pytest.approx(0.81 / 0.82)
+    for key in ("ppv", "npv"):
+        lo, hi = at[f"{key}_ci95"]
+        assert 0.0 <= lo < at[key] < hi <= 1.0
+
+
+def test_predictive_values_interval_covers_at_least_95_percent():
+    rng = np.random.default_rng(4)
+    sensitivity, specificity, prevalence, n_pos, n_neg = 0.85, 0.9, 0.15, 30, 60
+    truth = bayes_predictive_values(sensitivity, specificity, prevalence)
+    covered = {"ppv": 0, "npv": 0}
+    trials = 2000
+    for tp, tn in zip(rng.binomial(n_pos, sensitivity, trials), rng.binomial(n_neg, specificity, trials)):
+        at = predictive_values_interval(int(tp), n_pos, int(tn), n_neg, prevalence)
+        for key in covered:
+            covered[key] += at[f"{key}_ci95"][0] <= truth[key] <= at[f"{key}_ci95"][1]
+    assert min(covered.values()) / trials >= 0.95
+
+
+@pytest.mark.requirement("REQ-EVAL-003")
+def test_exact_intervals_of_a_split_by_hand():
+    counts = {"tp": 8, "fn": 2, "tn": 15, "fp": 5}  # sensitivity 8/10, specificity 15/20, PPV 8/13, NPV 15/17
+    probs = np.r_[np.linspace(0.6, 0.95, 10), np.linspace(0.05, 0.7, 20)]
+    labels = np.r_[np.ones(10), np.zeros(20)]
+    out = exact_intervals(counts, probs, labels)
+    for name, (k, n) in {"sensitivity": (8, 10), "specificity": (15, 20), "ppv": (8, 13), "npv": (15, 17),
+                         "accuracy": (23, 30)}.items():
+        reference = stats.binomtest(k, n).proportion_ci(method="exact")
+        assert (out[name]["k"], out[name]["n"]) == (k, n)
+        assert out[name]["clopper_pearson"] == pytest.approx([reference.low, reference.high], abs=1e-12)
+    d = delong(probs, labels)
+    assert out["auroc"]["delong"]["ci95"] == d["ci95"]
+    assert out["auroc"]["delong"]["variance"] == pytest.approx(d["se"] ** 2)
+
+
+# --- every band stays inside its range ----------------------------------------------------------
+@settings(max_examples=150, deadline=None)
+@given(n1=st.integers(0, 60), n2=st.integers(0, 60), data=st.data())
+def test_every_interval_stays_inside_its_range(n1, n2, data):
+    from validation.paired import PairedTable, newcombe_paired
+    from validation.two_sample import newcombe_difference
+
+    k1, k2 = data.draw(st.integers(0, n1)), data.draw(st.integers(0, n2))
+    for lo, hi in (clopper_pearson(k1, n1), wilson(k1, n1)):
+        assert (n1 == 0 and np.isnan([lo, hi]).all()) or (0.0 <= lo < hi <= 1.0)
+    lo, hi = newcombe_difference(k1, n1, k2, n2)
+    assert (min(n1, n2) == 0 and np.isnan([lo, hi]).all()) or (-1.0 <= lo <= k2 / n2 - k1 / n1 <= hi <= 1.0)
+    cells = [data.draw(st.integers(0, 15)) for _ in range(4)]
+    lo, hi = newcombe_paired(PairedTable(*cells))
+    assert sum(cells) == 0 or -1.0 <= lo <= hi <= 1.0
+    if n1 and n2:
+        at = predictive_values_interval(k1, n1, k2, n2, data.draw(st.floats(0.01, 0.99)))
+        for key in ("ppv", "npv"):
+            assert 0.0 <= at[f"{key}_ci95"][0] <= at[f"{key}_ci95"][1] <= 1.0

@@ -234,7 +234,7 @@ def test_words_follow_the_runs_own_record(run):
     assert "locked before the test split was scored" not in algorithm
     assert "Every number, table and figure in this document is read from the run" not in algorithm
     plan = prepare(run).markdown["validation_plan"]
-    assert "| AUROC | 0.8 | DeLong |" in plan and "| sensitivity | 0.8 | Clopper-Pearson |" in plan
+    assert "| AUROC | 0.8 | DeLong (Newcombe (2006) score interval where DeLong's is degenerate) |" in plan and "| sensitivity | 0.8 | Clopper-Pearson |" in plan
     assert "patient-level bootstrap" not in plan.split("## 4.")[1].split("## 5.")[0].split("|---|")[0]
 
 

@@ -10,15 +10,18 @@ input, scored or not), ``assessment.json`` and figures. Performance is reported 
 the accepted inputs, and with every refused or unreadable input counted as a failure of the
 device (a missed positive, a false alarm). Every metric has a 95% interval with its method
 named: AUROC by DeLong and by bootstrap; sensitivity and specificity by Clopper-Pearson (exact),
-Wilson and bootstrap. The bootstrap resamples patients (a DICOM's patient is its hashed
-PatientID and IssuerOfPatientID); an input whose source records no patient id is its own unit,
-and ``bootstrap.unit`` says so. The shift report compares the internal test split of the
-bundle's own run with this set, metric by metric.
+Wilson and bootstrap. Acceptance is judged on the lower bound of the exact interval of each
+proportion and, for AUROC, of DeLong's interval - or of Newcombe's (2006) score interval where
+DeLong's is degenerate (:func:`validation.intervals.auroc_interval`); an interval of zero width,
+or one that cannot be computed, is never a pass. The bootstrap resamples patients (a DICOM's
+patient is its hashed PatientID and IssuerOfPatientID); an input whose source records no
+patient id is its own unit, and ``bootstrap.unit`` says so. The shift report compares the
+internal test split of the bundle's own run with this set, metric by metric, and tests the
+differences of AUROC, sensitivity and specificity (:mod:`validation.shift`).
 """
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from pathlib import Path
 
@@ -35,7 +38,13 @@ from . import figures as fig
 from .assessment_inputs import InputSet
 from .bootstrap import bootstrap
 from .calibration import expected_calibration_error, reliability
-from .intervals import bayes_predictive_values, delong, proportion
+from .intervals import (
+    auroc_interval,
+    delong,
+    lower_bound_for_acceptance,
+    predictive_values_interval,
+    proportion,
+)
 from .metrics import confusion, finite, from_confusion
 from .shift import shift_report
 from .subgroups import subgroup_table
@@ -43,7 +52,10 @@ from .subgroups import subgroup_table
 PREDICTIONS, ASSESSMENT, OUTSIDE_SET = "predictions.csv", "assessment.json", "outside_set.csv"
 PREDICTION_COLUMNS = ["key", "patient", "label", "status", "logit", "probability", "decision", "reason", "age_years",
                       "sex", "view"]
-ACCEPTANCE_METHODS = {"auroc": "DeLong", "sensitivity": "Clopper-Pearson", "specificity": "Clopper-Pearson"}
+PROPORTION_METHOD = "Clopper-Pearson"
+#: The interval each criterion is judged on, as the validation plan names it.
+ACCEPTANCE_METHODS = {"auroc": "DeLong (Newcombe (2006) score interval where DeLong's is degenerate)",
+                      "sensitivity": PROPORTION_METHOD, "specificity": PROPORTION_METHOD}
 BATCH = 64
 
 
@@ -93,7 +105,7 @@ def standalone_metrics(accepted: pd.DataFrame, threshold: float, n_bootstrap: in
         "n_positive": int(labels.sum()), "prevalence": float(labels.mean()) if len(labels) else None,
         "confusion": counts,
         "auroc": {"value": boot["auroc"]["value"], "delong": delong(probs, labels),
-                  "bootstrap_ci95": boot["auroc"]["ci95"]},
+                  "interval": auroc_interval(probs, labels), "bootstrap_ci95": boot["auroc"]["ci95"]},
         "sensitivity": {**proportion(tp, tp + fn), "bootstrap_ci95": boot["sensitivity"]["ci95"]},
         "specificity": {**proportion(tn, tn + fp), "bootstrap_ci95": boot["specificity"]["ci95"]},
         "ppv": {**proportion(tp, tp + fp), "bootstrap_ci95": boot["ppv"]["ci95"]},
@@ -122,24 +134,32 @@ def with_refusals_as_failures(frame: pd.DataFrame) -> dict:
 
 
 def predictive_values_at(prevalence: float, metrics: dict) -> dict:
-    """PPV and NPV at an intended-use prevalence by Bayes, with bounds from the exact intervals
-    of sensitivity and specificity (both rise with each, so the bounds pair lower with lower)."""
+    """PPV and NPV at an intended-use prevalence by Bayes, with the conservative interval of
+    :func:`validation.intervals.predictive_values_interval` from the counts behind sensitivity
+    and specificity."""
     sens, spec = metrics["sensitivity"], metrics["specificity"]
-    point = bayes_predictive_values(sens["value"], spec["value"], prevalence)
-    lo = bayes_predictive_values(sens["clopper_pearson"][0], spec["clopper_pearson"][0], prevalence)
-    hi = bayes_predictive_values(sens["clopper_pearson"][1], spec["clopper_pearson"][1], prevalence)
-    return {"prevalence": prevalence, "method": "Bayes from sensitivity and specificity; bounds from their "
-            "Clopper-Pearson limits", **{k: {"value": point[k], "bounds": [lo[k], hi[k]]} for k in ("ppv", "npv")}}
+    return predictive_values_interval(sens["k"], sens["n"], spec["k"], spec["n"], prevalence)
 
 
 def judge(acceptance: dict[str, float], metrics: dict) -> dict:
-    """Pass/fail of each acceptance criterion on the lower bound of its 95% interval."""
+    """Pass/fail of each acceptance criterion on the lower bound of its 95% interval: AUROC on
+    ``auroc.interval`` (DeLong, or Newcombe's score interval where DeLong's is degenerate), a
+    proportion on its Clopper-Pearson interval. An interval of zero width or that cannot be
+    computed is never a pass; ``note`` says so, and when the AUROC fallback was used."""
     rows = {}
     for name, criterion in acceptance.items():
         metric = metrics[name]
-        lower = metric["delong"]["ci95"][0] if name == "auroc" else metric["clopper_pearson"][0]
-        rows[name] = {"criterion": criterion, "lower_bound": lower, "method": ACCEPTANCE_METHODS[name],
-                      "passed": bool(lower is not None and not math.isnan(lower) and lower >= criterion)}
+        if name == "auroc":
+            interval = metric["interval"]
+            ci, method = interval["ci95"], interval["method"] or "none (a class is absent)"
+            fallback = (f"DeLong's interval is degenerate ({interval['delong_degenerate']}): judged on the "
+                        "Newcombe (2006) score interval" if interval["delong_degenerate"] else None)
+        else:
+            ci, method, fallback = metric["clopper_pearson"], PROPORTION_METHOD, None
+        lower, unusable = lower_bound_for_acceptance(ci)
+        note = "; ".join(n for n in (fallback, unusable) if n) or None
+        rows[name] = {"criterion": criterion, "lower_bound": lower, "ci95": list(ci), "method": method,
+                      "passed": bool(unusable is None and lower >= criterion), "note": note}
     return {"criteria": rows, "passed": all(r["passed"] for r in rows.values()) if rows else None}
 
 
@@ -284,7 +304,7 @@ def summary_lines(document: dict) -> list[str]:
     a = accepted
     lines += [
         f"  AUROC        {a['auroc']['value']:.3f}  DeLong {_pair(a['auroc']['delong']['ci95'])}  "
-        f"bootstrap {_pair(a['auroc']['bootstrap_ci95'])}",
+        f"bootstrap {_pair(a['auroc']['bootstrap_ci95'])}{_fallback_text(a['auroc']['interval'])}",
         *(f"  {name:<12} {a[name]['value']:.3f}  Clopper-Pearson {_pair(a[name]['clopper_pearson'])}  "
           f"bootstrap {_pair(a[name]['bootstrap_ci95'])}  ({a[name]['k']}/{a[name]['n']})"
           for name in ("sensitivity", "specificity", "accuracy")),
@@ -300,13 +320,25 @@ def summary_lines(document: dict) -> list[str]:
     lines.append(f"  with refusals counted as failures: sensitivity {everything['sensitivity']['value']:.3f}, "
                  f"specificity {everything['specificity']['value']:.3f}")
     if document["acceptance"]:
-        verdicts = ", ".join(f"{k} {'pass' if v['passed'] else 'FAIL'} ({v['lower_bound']:.3f} vs {v['criterion']:g})"
-                             for k, v in document["acceptance"]["criteria"].items())
+        criteria = document["acceptance"]["criteria"]
+        verdicts = ", ".join(f"{k} {'pass' if v['passed'] else 'FAIL'} ({_number(v['lower_bound'])} vs "
+                             f"{v['criterion']:g}, {v['method']})" for k, v in criteria.items())
         lines.append(f"  acceptance (lower bounds): {verdicts}")
+        lines += [f"    {k}: {v['note']}" for k, v in criteria.items() if v.get("note")]
     shift = document["shift"]
     if shift and shift.get("warning"):
         lines.append(f"  WARNING: {shift['warning']}")
     return lines
+
+
+def _fallback_text(interval: dict) -> str:
+    if not interval["delong_degenerate"]:
+        return ""
+    return f"  (DeLong degenerate: {interval['delong_degenerate']}; Newcombe score interval {_pair(interval['ci95'])})"
+
+
+def _number(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _pair(interval) -> str:

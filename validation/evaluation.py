@@ -12,8 +12,10 @@
 3. choose the threshold on the same data, on the calibrated probabilities, by the threshold
    policy (maximum F1 by default; :mod:`validation.threshold`), and apply it unchanged to the
    internal splits; record what the choice costs there (``transfer``);
-4. metrics per split with 95% patient-bootstrap intervals; the operating-point table (every
-   policy); subgroups (age bands, sex, view) on test;
+4. metrics per split with 95% patient-bootstrap intervals, and the closed-form ones beside them
+   (Clopper-Pearson with ``k`` and ``n`` for sensitivity, specificity, PPV, NPV and accuracy;
+   DeLong for AUROC, with Newcombe's score interval where DeLong's is degenerate); the
+   operating-point table (every policy); subgroups (age bands, sex, view) on test;
 5. figures; ``evaluation/predictions.csv`` and ``evaluation/metrics.json`` - with ``decisions``:
    which data made which decision;
 6. lock the device - weights (every member), views, calibration, threshold, input rules and the
@@ -56,6 +58,7 @@ from . import calibration as cal
 from . import figures as fig
 from .bootstrap import bootstrap
 from .development import decisions, pooled, score_development
+from .intervals import exact_intervals
 from .metrics import auroc, confusion, finite, from_confusion, ranking
 from .subgroups import subgroup_table
 from .threshold import ThresholdPolicy, operating_thresholds
@@ -131,10 +134,13 @@ def evaluate_run(run_dir: str | Path, n_bootstrap: int = 2000, seed: int = 0, ta
         probs, labels = arrays[name]
         stats = bootstrap(probs, labels, part["patient_id"].to_numpy(), threshold, n_bootstrap, seed,
                           roc_band=name == "test")
+        counts = {k: int(v) for k, v in confusion(probs, labels, threshold).items()}
+        for metric, closed_form in exact_intervals(counts, probs, labels).items():
+            stats[metric] = {**stats[metric], **closed_form}
         splits[name] = {"n_images": len(part), "n_left_out": left_out["by_split"][name],
                         "n_patients": int(part["patient_id"].nunique()),
                         "n_positive": int(labels.sum()), "prevalence": float(labels.mean()),
-                        "confusion": {k: int(v) for k, v in confusion(probs, labels, threshold).items()},
+                        "confusion": counts,
                         "calibration": cal.summary(part["logit"].to_numpy(), labels, fitted), **stats}
     roc_band = splits["test"].pop("roc_band")
     operating_points = [

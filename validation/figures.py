@@ -20,6 +20,8 @@ FIGURES = {
     "calibration": "calibration.png",
     "training": TRAINING_CURVES,
 }
+#: How the ROC band is made (the legend of roc.png says it).
+ROC_BAND_METHOD = "test: pointwise 95% band of sensitivity (patient bootstrap, percentile)"
 #: Radiologist F1 on NIH pneumonia in the CheXNet reader study (Rajpurkar et al., 2017).
 RADIOLOGIST_F1 = 0.387
 COLORS = {"val": "#2e6fa7", "test": "#c0392b", "internal": "#7f8c8d", "external": "#d35400"}
@@ -48,8 +50,8 @@ def _pr_points(probs, labels):
 def plot_roc(splits: dict, band: dict | None, threshold: float, path: Path) -> None:
     fig, ax = _axes("ROC curve")
     if band:
-        ax.fill_between(band["fpr"], band["tpr_lo"], band["tpr_hi"], color=COLORS["test"], alpha=0.2,
-                        label="test 95% CI (patient bootstrap)")
+        ax.fill_between(band["fpr"], np.clip(band["tpr_lo"], 0.0, 1.0), np.clip(band["tpr_hi"], 0.0, 1.0),
+                        color=COLORS["test"], alpha=0.2, label=ROC_BAND_METHOD)
     for name, (probs, labels, auroc) in splits.items():
         fpr, tpr = roc_points(ranking(probs, labels))
         ax.plot(fpr, tpr, color=COLORS[name], label=f"{NAMES[name]} (AUROC {auroc:.3f})")
