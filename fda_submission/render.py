@@ -153,12 +153,28 @@ def _finalize(value):
     return value
 
 
+# --- preformatted text (the usability summary's SR and command help), kept line for line ---------
+def _preformatted(html: bool):
+    """The ``preformatted`` filter: a text as a code block - ``<pre>`` in HTML (escaped once),
+    indented in Markdown - whose lines keep their spaces; a traced text stays traced."""
+    def block(value) -> str | Markup:
+        if isinstance(value, TracedStr):
+            value = TracedStr(str(value).rstrip("\n"), value.ref)
+        text = format(value, "") if isinstance(value, TracedStr) else str(value).rstrip("\n")
+        if html:
+            return Markup("<pre><code>") + escape(text) + Markup("</code></pre>")
+        return "\n".join(f"    {line}" if line else "" for line in text.split("\n"))
+
+    return block
+# --- end preformatted text ----------------------------------------------------------------------
+
+
 def _environment(html: bool) -> Environment:
     env = Environment(loader=PackageLoader("fda_submission", "templates"), autoescape=html,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
                       finalize=_finalize)
     env.filters.update(f3=f3, pct=pct, ci=ci, thousands=thousands, pair=pair, format=percent_format,
-                       length=length, count=length, join=joined)
+                       length=length, count=length, join=joined, preformatted=_preformatted(html))
     env.globals.update(pct=pct, ref=lambda key: placeholder(*key.split(":", 1), define=False),
                        table=lambda key, caption: f"*{placeholder('tab', key, define=True)}: {caption}*")
     return env
