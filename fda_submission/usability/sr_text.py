@@ -12,6 +12,10 @@ from __future__ import annotations
 from pydicom.dataset import Dataset
 
 INDENT = "  "
+#: Short names of the image classes a chest result refers to, as dsrdump prints them.
+SHORT_CLASS_NAMES = {"1.2.840.10008.5.1.4.1.1.1": "CR image", "1.2.840.10008.5.1.4.1.1.1.1": "DX image",
+                     "1.2.840.10008.5.1.4.1.1.1.1.1": "DX image", "1.2.840.10008.5.1.4.1.1.7": "SC image",
+                     "1.2.840.10008.5.1.4.1.1.2": "CT image", "1.2.840.10008.5.1.4.1.1.4": "MR image"}
 _RELATIONSHIPS = {"CONTAINS": "contains", "HAS OBS CONTEXT": "has obs context",
                   "HAS CONCEPT MOD": "has concept mod", "HAS ACQ CONTEXT": "has acq context",
                   "HAS PROPERTIES": "has properties", "INFERRED FROM": "inferred from",
@@ -32,8 +36,9 @@ def _first(item: Dataset, keyword: str) -> Dataset | None:
 
 
 def _name(item: Dataset) -> str:
+    """The concept name as dsrdump prints it by default: its meaning only, ``(,,"meaning")``."""
     concept = _first(item, "ConceptNameCodeSequence")
-    return f'"{concept.get("CodeMeaning", "")}"' if concept is not None else '""'
+    return f'(,,"{concept.get("CodeMeaning", "")}")' if concept is not None else "(,,)"
 
 
 def _value(item: Dataset) -> str:
@@ -43,18 +48,19 @@ def _value(item: Dataset) -> str:
         return str(item.get("ContinuityOfContent", ""))
     if kind == "TEXT":
         return f'"{item.get("TextValue", "")}"'
-    if kind == "CODE":
-        return _code(_first(item, "ConceptCodeSequence"))
     if kind == "NUM":
         measured = _first(item, "MeasuredValueSequence")
         if measured is None:
             return "(no value)"
         return f'"{measured.get("NumericValue", "")}" {_code(_first(measured, "MeasurementUnitsCodeSequence"))}'
+    if kind == "CODE":
+        return _code(_first(item, "ConceptCodeSequence"))
     if kind == "UIDREF":
         return f'"{item.get("UID", "")}"'
     if kind in ("IMAGE", "COMPOSITE"):
         reference = _first(item, "ReferencedSOPSequence")
-        return f'({reference.get("ReferencedSOPClassUID", "") if reference is not None else ""})'
+        uid = str(reference.get("ReferencedSOPClassUID", "")) if reference is not None else ""
+        return f"({SHORT_CLASS_NAMES.get(uid, uid)},)"
     if kind == "PNAME":
         return f'"{item.get("PersonName", "")}"'
     for keyword in ("DateTime", "Date", "Time"):
