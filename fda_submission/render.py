@@ -76,6 +76,8 @@ TRACE_JSON, TRACE_FORMAT = "trace.json", "cxr-device-trace/1"
 BANNER = "SYNTHETIC DATA - NOT FOR SUBMISSION"
 FINDINGS_BANNER = "OPEN CONSISTENCY FINDINGS - NOT FOR SUBMISSION"
 CHECKS_JSON = "checks.json"
+#: A field to fill as the finished documents print it (fda_submission.layout): highlighted in HTML.
+SHORT_MARKER = re.compile(r"\[TBC: [^\]\n]+\]")
 #: Link targets a document may keep; anything else (javascript:, data:, file:, relative) is dropped.
 LINK_SCHEMES = ("http", "https", "mailto")
 #: The only image source a document may hold: a PNG embedded in it.
@@ -489,6 +491,7 @@ def _page(title: str, context: dict, findings: list[Finding], body: str) -> str:
     footer = f'@page {{ @bottom-left {{ content: "{_css_text(control_id(context, title))}"; font-size: 7.5pt; ' \
              'color: #566573; } }'
     body = MARKER.sub(lambda m: f'<mark class="todo">{m.group(0)}</mark>', body)
+    body = SHORT_MARKER.sub(lambda m: f'<mark class="todo">{m.group(0)}</mark>', body)  # [TBC: ...] (layout.finish)
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{escape(profile['device_name'])} - {escape(title)}</title>"
             f"<style>{css}\n{page_banner}\n{footer}</style></head><body>{banner}<main>{body}</main></body></html>\n")
