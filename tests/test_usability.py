@@ -136,3 +136,18 @@ def test_rmf_and_hf_render_with_every_number_traced_and_verify_against_the_run(t
     assert "<pre><code>" in html and "&lt;contains CODE:(,," in html and "&amp;lt;" not in html  # escaped once
     assert "### HAZ-13: Result filed under the wrong patient or study" in rmf and "Table 1-3" in rmf
     assert "| design | The threshold is chosen on validation data only" in rmf
+
+
+@pytest.mark.requirement("REQ-DOC-003")
+def test_a_critical_task_naming_a_hazard_the_risk_file_does_not_hold_is_a_finding():
+    from fda_submission.consistency import check_risks
+    from fda_submission.profile import load_profile
+    from fda_submission.risk import load_risks
+
+    use = load_use_file()
+    context = {"risk_problems": [], "risk_file": "default_risks.yaml", "hazards": load_risks(load_profile())[0],
+               "usability": {**use, "file": "use.yaml"}}
+    assert check_risks(context) == []
+    use["critical_tasks"][0]["hazards"] = ["HAZ-01", "HAZ-99"]
+    [finding] = check_risks(context)
+    assert finding.code == "usability-hazard" and (finding.left.source, finding.left.value) == ("use.yaml: CT-01", "HAZ-99")
