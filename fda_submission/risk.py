@@ -25,10 +25,12 @@ documents print the rows of :func:`risk_rows`.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
+from itertools import pairwise
 from pathlib import Path
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -114,7 +116,7 @@ def _check_plan(plan: dict, where: str) -> dict:
     levels = plan["probability"]["levels"]
     if levels[0]["at_least"] != 0 or levels[-1]["below"] != 1:
         fail("probability.levels: the ranges must start at 0 and end at 1")
-    for lower, upper in zip(levels, levels[1:]):
+    for lower, upper in pairwise(levels):
         if not lower["at_least"] < lower["below"] == upper["at_least"]:
             fail(f"probability.levels: level {upper['level']} must start where level {lower['level']} ends")
     names = [r["name"] for r in plan["acceptability"]["regions"]]
@@ -326,16 +328,17 @@ def measured_rates(metrics: dict, assessments: list[dict], prevalence: float) ->
             if counts and counts[1]:
                 candidates.append((counts, INTERNAL, "the internal test split", "evaluation/metrics.json"))
         if not candidates:
-            out[measure] = {"measure": measure, "unavailable": "no standalone assessment of the intended population "
-                            "counts it" if measure == "not_scored" else "no case of this kind was scored"}
+            out[measure] = {"measure": measure, "unavailable": ("no standalone assessment of the intended population "
+                                                                "counts it" if measure == "not_scored"
+                                                                else "no case of this kind was scored")}
             continue
         scored = [(clopper_pearson(k, n)[1], k, n, basis, name, file) for (k, n), basis, name, file in candidates]
         upper, k, n, basis, name, file = max(scored, key=lambda item: item[0])
         share = shares[words["share"]]
         out[measure] = {"measure": measure, "rate": words["rate"], "counted": words["counted"], "k": k, "n": n,
                         "upper": upper, "basis": basis, "set": name, "file": file, "share": share,
-                        "share_name": "the intended-use prevalence" if words["share"] == "prevalence"
-                        else "one minus the intended-use prevalence",
+                        "share_name": ("the intended-use prevalence" if words["share"] == "prevalence"
+                                       else "one minus the intended-use prevalence"),
                         "p1": upper * share}
     return out
 

@@ -36,7 +36,8 @@ def _dsrdump() -> tuple[str, str] | None:
     if path is None:
         return None
     try:
-        version = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30).stdout
+        version = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30,
+                                 check=False).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     first = next((line.strip().strip("$").strip() for line in version.splitlines() if line.strip()), "dsrdump")
@@ -53,7 +54,7 @@ def render_sr(path: Path) -> dict:
     if found is not None:
         try:
             done = subprocess.run([found[0], *DSRDUMP_OPTIONS, str(path)], capture_output=True, text=True,
-                                  timeout=60)
+                                  timeout=60, check=False)
             if done.returncode == 0 and done.stdout.strip():
                 return {"renderer": f"DCMTK {found[1]}", "options": " ".join(DSRDUMP_OPTIONS),
                         "text": done.stdout.rstrip("\n") + "\n"}
@@ -69,7 +70,7 @@ def _age_inside(rules) -> str | None:
     if rule is None:
         return None
     lo, hi = rule.age_range
-    return f"{int(round((lo + hi) / 2)):03d}Y"
+    return f"{round((lo + hi) / 2):03d}Y"
 
 
 def _comments(sr) -> dict:
@@ -105,7 +106,11 @@ def result_examples(bundle_dir: Path) -> dict:
     )
     from cxr_device.runtime.pipeline import DevicePipeline
     from cxr_device.synth import phantom
-    from cxr_device.synth_dicom import SYNTHETIC_DATE, SYNTHETIC_TIME, write_synthetic_dicom
+    from cxr_device.synth_dicom import (
+        SYNTHETIC_DATE,
+        SYNTHETIC_TIME,
+        write_synthetic_dicom,
+    )
 
     try:
         bundle = load_bundle(bundle_dir, None, environment_key=False)
@@ -114,8 +119,8 @@ def result_examples(bundle_dir: Path) -> dict:
     device = DeviceIdentity.from_bundle(bundle)
     age = _age_inside(bundle.rules)
     header = {"PatientAge": age} if age else {}
-    cases = [("accepted", "a frontal (PA) chest phantom with a simulated opacity, which the locked input rules "
-                          "accept", {}),
+    cases = [("accepted", ("a frontal (PA) chest phantom with a simulated opacity, which the locked input rules "
+                           "accept"), {}),
              ("refused", "the same phantom labelled a left lateral view, which the locked input rules refuse",
               {"ViewPosition": "LL", "PatientOrientation": ["P", "F"]})]
     image = phantom(512, True, False, np.random.default_rng([0, 1]))

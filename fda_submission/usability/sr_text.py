@@ -83,12 +83,12 @@ def sr_text(ds: Dataset) -> str:
     """The SR as a viewer lists it: the document header, then the content tree."""
     title = _first(ds, "ConceptNameCodeSequence")
     header = [
-        ("Patient", f"{ds.get('PatientName', '')} ({ds.get('PatientSex', '')}, {ds.get('PatientBirthDate', '')}, "
-                    f"#{ds.get('PatientID', '')})"),
+        ("Patient", (f"{ds.get('PatientName', '')} ({ds.get('PatientSex', '')}, {ds.get('PatientBirthDate', '')}, "
+                     f"#{ds.get('PatientID', '')})")),
         ("Study", f"{ds.get('StudyDescription', '')} (#{ds.get('StudyID', '')})"),
         ("Series", f"{ds.get('SeriesDescription', '')} (#{ds.get('SeriesNumber', '')})"),
-        ("Manufacturer", f"{ds.get('Manufacturer', '')} ({ds.get('ManufacturerModelName', '')}, "
-                         f"#{ds.get('DeviceSerialNumber', '')})"),
+        ("Manufacturer", (f"{ds.get('Manufacturer', '')} ({ds.get('ManufacturerModelName', '')}, "
+                          f"#{ds.get('DeviceSerialNumber', '')})")),
         ("Preliminary Flag", str(ds.get("PreliminaryFlag", ""))),
         ("Completion Flag", str(ds.get("CompletionFlag", ""))),
         ("Verification Flag", str(ds.get("VerificationFlag", ""))),
