@@ -19,7 +19,8 @@ What is compared (each check is a function below, named in the finding's ``code`
 * development images against the input rules: DICOM or not, pixel size, samples per pixel
   ("the device would refuse its own training data"), unless the profile states how they relate;
 * the plan: acceptance criteria that no study size can show at the expected performance;
-* the risk file: every control resolves to a requirement (and, with a JUnit report, a passing test);
+* the risk file: every control resolves to a requirement (and, with a JUnit report, a passing test),
+  no residual rating the run contradicts, every use-related hazard of the usability file in it;
 * document control: an issue date before the device was locked;
 * claims: phrases in the rendered documents that need evidence the run does not hold.
 """
@@ -266,13 +267,30 @@ def check_plan(ctx: dict) -> list[Finding]:
 
 
 def check_risks(ctx: dict) -> list[Finding]:
-    """Risk controls that do not resolve to a (verified) requirement, and unacceptable residual risks."""
+    """Risk controls that do not resolve to a (verified) requirement, unacceptable residual risks,
+    residual probabilities the run contradicts, and use-related hazards of the usability file that
+    are not in the risk file."""
+    from .risk import rating_problems
+
     out = []
     for p in ctx["risk_problems"]:
         where = "the JUnit report" if p.found not in ("no such requirement",) and p.requirement else \
-            "fda_submission/requirements.yaml" if p.requirement else "the risk acceptability matrix (fda_submission/risk.py)"
-        out.append(Finding("risk-control", f"hazard {p.hazard}: {p.problem}",
+            "fda_submission/requirements.yaml" if p.requirement else "the risk acceptability matrix (risk file: plan)"
+        control = f" (control: {p.control})" if p.control else ""
+        out.append(Finding("risk-control", f"hazard {p.hazard}: {p.problem}{control}",
                            Side(f"{ctx['risk_file']}: {p.hazard}", p.requirement or "residual risk"), Side(where, p.found)))
+    for p in rating_problems((ctx.get("risk_management") or {}).get("estimates", {})):
+        out.append(Finding("risk-rating", f"hazard {p.hazard}: the run gives a higher residual probability than the "
+                           "risk file states", Side(f"{ctx['risk_file']}: {p.hazard}: residual_probability", p.stated),
+                           Side("the run (derived.json: risk_management.estimates)", p.computed)))
+    hazards, usability = {h["id"] for h in ctx["hazards"]}, ctx.get("usability") or {}
+    named = usability.get("critical_tasks", []) + (usability.get("use_problems") or {}).get("items", [])
+    for item in named:
+        for hazard in item["hazards"]:
+            if hazard not in hazards:
+                out.append(Finding("usability-hazard", f"{item['id']} of the usability file names a hazard the risk "
+                                   "file does not hold", Side(f"{usability.get('file')}: {item['id']}", hazard),
+                                   Side(ctx["risk_file"], "no such hazard")))
     return out
 
 

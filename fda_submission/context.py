@@ -31,7 +31,7 @@ from .document_control import controls, issue_date
 from .identity import device_identity
 from .known_issues import known_issues
 from .population import derived
-from .risk import load_risks, risk_rows, verify_risks
+from .risk import load_risk_file, risk_management, risk_rows, verify_risks
 from .sample_size import plan_study
 from .sbom import runtime_distributions
 from .trace import load_requirements
@@ -109,7 +109,8 @@ def build_context(run_dir: str | Path, profile: dict, junit_rows: list | None = 
     left_out = left_out_images(train_summary, metrics)
     architecture = device.get("architecture", {}).get("spec", {}).get("arch")
     runtime = runtime_distributions(architecture)
-    hazards, risk_file = load_risks(profile)
+    risk_data = load_risk_file(profile)
+    hazards, risk_file = risk_data.hazards, risk_data.path
     requirements = load_requirements()
 
     figures = {f"eda_{k}": layout.eda / v for k, v in eda["figures"].items()}
@@ -163,7 +164,7 @@ def build_context(run_dir: str | Path, profile: dict, junit_rows: list | None = 
         "risk_file": "fda_submission/risk/default_risks.yaml (package default)" if not profile["risks"]["file"]
         else _relative(Path(risk_file), run),
         "hazards": hazards,
-        "risk_problems": verify_risks(hazards, {r["id"] for r in requirements}, junit_rows),
+        "risk_problems": verify_risks(hazards, {r["id"] for r in requirements}, junit_rows, risk_data.plan),
         "claim": claim,
         "rule_counts": {"error": sum(r.severity == "error" for r in rules.rules),
                         "warning": sum(r.severity == "warning" for r in rules.rules)},
@@ -180,6 +181,14 @@ def build_context(run_dir: str | Path, profile: dict, junit_rows: list | None = 
                        if p.is_file()],
     }
     context["sources"] = sources
+    # --- risk management (RMF) and usability (HF): fda_submission/risk.py, fda_submission/usability/ ---
+    from .usability import usability_record
+
+    context["risk_management"] = risk_management(risk_data, metrics, assessments, prevalence,
+                                                 context["prevalence_source"], context["risk_problems"],
+                                                 junit_rows is not None)
+    context["usability"] = usability_record(layout.bundle)
+    # --- end risk management and usability ------------------------------------------------------
     add_texts(context)
     return context
 

@@ -94,7 +94,9 @@ def finish(text: str, code: str, document: str, recorder: TraceRecorder, html: b
     bounds = [start for start, _ in headings] + [len(plain)]
     for where, found in sources.items():
         if where >= 0 and found:
-            inserts.append((bounds[where + 1], _note(found, html) + "\n\n"))
+            end = bounds[where + 1]  # the last section's note starts a paragraph of its own
+            gap = "\n" if end == len(plain) and not plain.endswith("\n\n") else ""
+            inserts.append((end, gap + _note(found, html) + "\n\n"))
     for offset, insert in sorted(inserts, key=lambda item: item[0], reverse=True):
         plain = plain[:offset] + insert + plain[offset:]
     out.text = _owner_fields(QUOTE_MARKS.sub("", plain).rstrip("\n") + "\n", out)

@@ -116,19 +116,50 @@ class DocumentControl(_Section):
     history: list[Revision] = Field(default_factory=list)  # earlier revisions first; [] : this one, "first issue"
 
 
+#: Kinds of risk control, in the priority order of ISO 14971 (the risk file's plan names each).
+CONTROL_TYPES = ("design", "protective", "information")
+#: Run quantities a residual probability can be estimated from (fda_submission/risk.py).
+MEASURES = ("false_negatives", "false_positives", "not_scored")
+
+
+class Control(_Section):
+    """One risk control: its kind (inherent safety by design, a protective measure in the device or
+    its manufacture, information for safety), what it is, and the requirements implementing it."""
+
+    type: Literal["design", "protective", "information"]
+    text: Text
+    requirements: list[Text] = Field(min_length=1)
+
+
+class Estimate(_Section):
+    """How the run estimates a hazard's residual probability: P1, the rate of the hazardous
+    situation per study (an upper 95% bound from the run, ``measure``), times P2, the probability
+    that the hazardous situation leads to harm (``p2``, with its basis)."""
+
+    measure: Literal["false_negatives", "false_positives", "not_scored"]
+    p2: Annotated[float, Field(gt=0, le=1)]
+    p2_basis: Text
+
+
 class Hazard(_Section):
-    """One hazard of the risk file (see fda_submission/risk/default_risks.yaml)."""
+    """One hazard of the risk file (see fda_submission/risk/default_risks.yaml), in the terms of
+    ISO 14971: the hazard, the foreseeable sequence of events, the hazardous situation it leads to
+    and the harm; severity and probability before and after the controls (levels of the risk
+    file's plan), the controls in their kinds, and how the run estimates the residual probability."""
 
     id: Text
     hazard: Text
-    cause: Text
+    sequence: list[Text] = Field(min_length=1)
+    hazardous_situation: Text
     harm: Text
     severity: Annotated[int, Field(ge=1, le=5)]
     probability: Annotated[int, Field(ge=1, le=5)]
-    mitigations: list[Text] = Field(min_length=1)
-    requirements: list[Text] = Field(min_length=1)
+    probability_basis: Text
+    controls: list[Control] = Field(min_length=1)
     residual_severity: Annotated[int, Field(ge=1, le=5)]
     residual_probability: Annotated[int, Field(ge=1, le=5)]
+    residual_basis: Text
+    estimate: Estimate | None = None
     evidence: MaybeText = None  # a run value the documents show beside the hazard (fda_submission/risk.py)
 
 
@@ -166,6 +197,12 @@ class OwnerText(_Section):
     equivalence_conclusion: MaybeText = None  # 510(k) summary: the substantial-equivalence conclusion
     installation: MaybeText = None  # labeling: installation and hardware requirements
     pccp_impact_assessment: MaybeText = None  # PCCP: benefits and risks of the planned modifications
+    risk_policy: MaybeText = None  # RMF: the manufacturer's policy for risk acceptability (procedure, revision)
+    risk_plan_approval: MaybeText = None  # RMF: who approved the risk management plan, and when
+    clinical_benefit: MaybeText = None  # RMF: the clinical benefit the residual risks are weighed against
+    risk_review: MaybeText = None  # RMF: the risk management review before release (who, when, conclusion)
+    use_problems_review: MaybeText = None  # HF: the literature and complaint review of similar devices' use problems
+    usability_evaluation: MaybeText = None  # HF: the summative evaluation report, or the plan's schedule
 
 
 class DeviceProfile(BaseModel):
@@ -208,7 +245,8 @@ class DeviceProfile(BaseModel):
 MULTILINE = frozenset({"intended_use", "clinical_workflow", "false_positive_impact", "false_negative_impact",
                        "relation_to_dicom", "technology", "performance", "retraining_data_policy",
                        "complaint_process", "clinical_performance", "equivalence_conclusion", "installation",
-                       "pccp_impact_assessment"})
+                       "pccp_impact_assessment", "risk_policy", "risk_plan_approval", "clinical_benefit",
+                       "risk_review", "use_problems_review", "usability_evaluation"})
 
 #: Sections merged key by key with the defaults.
 SECTIONS = {"acceptance": Acceptance, "population": Population, "training_data": TrainingData, "study": Study,

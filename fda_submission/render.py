@@ -76,6 +76,8 @@ TRACE_JSON, TRACE_FORMAT = "trace.json", "cxr-device-trace/1"
 BANNER = "SYNTHETIC DATA - NOT FOR SUBMISSION"
 FINDINGS_BANNER = "OPEN CONSISTENCY FINDINGS - NOT FOR SUBMISSION"
 CHECKS_JSON = "checks.json"
+#: A field to fill as the finished documents print it (fda_submission.layout): highlighted in HTML.
+SHORT_MARKER = re.compile(r"\[TBC: [^\]\n]+\]")
 #: Link targets a document may keep; anything else (javascript:, data:, file:, relative) is dropped.
 LINK_SCHEMES = ("http", "https", "mailto")
 #: The only image source a document may hold: a PNG embedded in it.
@@ -153,12 +155,28 @@ def _finalize(value):
     return value
 
 
+# --- preformatted text (the usability summary's SR and command help), kept line for line ---------
+def _preformatted(html: bool):
+    """The ``preformatted`` filter: a text as a code block - ``<pre>`` in HTML (escaped once),
+    indented in Markdown - whose lines keep their spaces; a traced text stays traced."""
+    def block(value) -> str | Markup:
+        if isinstance(value, TracedStr):
+            value = TracedStr(str(value).rstrip("\n"), value.ref)
+        text = format(value, "") if isinstance(value, TracedStr) else str(value).rstrip("\n")
+        if html:
+            return Markup("<pre><code>") + escape(text) + Markup("</code></pre>")
+        return "\n".join(f"    {line}" if line else "" for line in text.split("\n"))
+
+    return block
+# --- end preformatted text ----------------------------------------------------------------------
+
+
 def _environment(html: bool) -> Environment:
     env = Environment(loader=PackageLoader("fda_submission", "templates"), autoescape=html,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
                       finalize=_finalize)
     env.filters.update(f3=f3, pct=pct, ci=ci, thousands=thousands, pair=pair, format=percent_format,
-                       length=length, count=length, join=joined)
+                       length=length, count=length, join=joined, preformatted=_preformatted(html))
     env.globals.update(pct=pct, ref=lambda key: placeholder(*key.split(":", 1), define=False),
                        table=lambda key, caption: f"*{placeholder('tab', key, define=True)}: {caption}*")
     return env
@@ -473,6 +491,7 @@ def _page(title: str, context: dict, findings: list[Finding], body: str) -> str:
     footer = f'@page {{ @bottom-left {{ content: "{_css_text(control_id(context, title))}"; font-size: 7.5pt; ' \
              'color: #566573; } }'
     body = MARKER.sub(lambda m: f'<mark class="todo">{m.group(0)}</mark>', body)
+    body = SHORT_MARKER.sub(lambda m: f'<mark class="todo">{m.group(0)}</mark>', body)  # [TBC: ...] (layout.finish)
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{escape(profile['device_name'])} - {escape(title)}</title>"
             f"<style>{css}\n{page_banner}\n{footer}</style></head><body>{banner}<main>{body}</main></body></html>\n")

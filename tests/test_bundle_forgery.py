@@ -136,11 +136,13 @@ def test_swapped_weights_with_recomputed_hashes_LOAD_when_no_key_is_pinned(bundl
 
 
 # --- (c) unsigned, wrongly signed, tampered signature --------------------------------------------
+@pytest.mark.requirement("REQ-BUNDLE-002")
 def test_unsigned_bundle_is_refused_when_a_key_is_pinned(bundle_dir, keys):
     with pytest.raises(SignatureError, match="not signed.*refusing an unsigned device"):
         load_bundle(bundle_dir, keys["public"])
 
 
+@pytest.mark.requirement("REQ-BUNDLE-002")
 def test_bundle_signed_by_another_key_is_refused(bundle_dir, keys):
     sign_bundle(bundle_dir, keys["other_private"])
     with pytest.raises(SignatureError, match="signed by someone else"):

@@ -12,6 +12,7 @@ import yaml
 
 from cxr_device.cli import main
 from cxr_device.runtime.bundle import canonical_hash, load_bundle
+from fda_submission.document_control import DOCUMENTS
 from fda_submission.render import ConsistencyError, prepare, render_documents
 
 pytestmark = pytest.mark.requirement("REQ-DOC-003")
@@ -24,6 +25,21 @@ def _point_cohort_to(run):
     summary = json.loads(path.read_text())
     summary["cohort"]["dir"] = str(run / "cohort")
     path.write_text(json.dumps(summary))
+
+
+def _supported_ratings() -> list[dict]:
+    """The default hazards whose residual probability the run estimates, with a P2 so small that
+    this run's few test cases support the stated levels (a coherent risk file for a tiny run)."""
+    from fda_submission.profile import load_profile
+    from fda_submission.risk import load_risks
+
+    out = []
+    for hazard in load_risks(load_profile())[0]:
+        if hazard["estimate"]:
+            hazard = {k: v for k, v in hazard.items() if k != "requirements"}
+            hazard["estimate"] = {**hazard["estimate"], "p2": 1e-6}
+            out.append(hazard)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +59,7 @@ def coherent(trained_run, tmp_path_factory):
                               "sexes": ["female", "male"], "views": ["PA", "AP"], "modalities": ["DX", "CR"],
                               "settings": ["hospital"]},
                "training_data": {"relation_to_dicom": RELATION}, "acceptance": criteria, "expected_prevalence": 0.3,
-               "study": {"simulation_replicates": 200}}
+               "study": {"simulation_replicates": 200}, "risks": {"overrides": _supported_ratings()}}
     external = generate(root / "external", SynthSettings(n_patients=30, seed=5, image_size=64, prevalence=0.3),
                         progress=False)
     assess(load_bundle(run / "bundle"), from_metadata(external, [root / "external"]), run / "assessment" / "external",
@@ -92,7 +108,7 @@ def test_a_coherent_run_has_no_finding_and_renders(case, tmp_path):
     prepared = prepare(run, profile)
     assert prepared.findings == []
     written = render_documents(run, tmp_path / "docs", profile, ("md",), allow_findings=False)
-    assert len(written["md"]) == 8 and (tmp_path / "docs" / "sbom.cdx.json").is_file()
+    assert len(written["md"]) == len(DOCUMENTS) and (tmp_path / "docs" / "sbom.cdx.json").is_file()
     checks = json.loads((tmp_path / "docs" / "checks.json").read_text())
     assert checks["consistency_findings"] == [] and checks["to_be_completed"]
     assert not any("open consistency finding" in p.read_text() for p in written["md"])
@@ -142,7 +158,7 @@ def test_internal_results_are_never_the_only_evidence(case, tmp_path):
     text = (tmp_path / "d" / "algorithm_description.md").read_text()
     assert "No standalone assessment exists" in text and "not standalone evidence" in text
     assert "[no-standalone-evidence]" in text  # rendered with the finding listed at the top
-    assert len(written["md"]) == 8
+    assert len(written["md"]) == len(DOCUMENTS)
 
 
 def test_a_pediatric_profile_with_the_default_adult_age_rule(case):
@@ -210,6 +226,20 @@ def test_fine_tuned_is_backed_by_pretrained_weights(case):
     run, write = case
     _edit(run / "model" / "layers.json", lambda layers: layers["weights"].update(source="imagenet (torchvision)"))
     assert "claim-fine-tuned" not in _codes(run, write(clinical_workflow="The model was fine-tuned."))
+
+
+@pytest.mark.requirement("REQ-RISK-002")
+def test_a_residual_probability_the_run_contradicts_is_a_finding_naming_both_sides(case):
+    run, write = case
+    profile = write()
+    assert "risk-rating" not in _codes(run, profile)
+    with open(profile, encoding="utf-8") as file:
+        stricter = yaml.safe_load(file)
+    for hazard in stricter["risks"]["overrides"]:
+        hazard["estimate"]["p2"] = 0.5  # harm follows the hazardous situation half the time
+    found = _codes(run, write(risks=stricter["risks"]))["risk-rating"]
+    assert {f.message.split(":")[0] for f in found} >= {"hazard HAZ-01"}
+    assert all("residual_probability" in f.left.source and "Clopper-Pearson" in f.right.value for f in found)
 
 
 def test_a_document_dated_before_the_device_was_locked(case):

@@ -85,6 +85,8 @@ SR_SERIES_NUMBER, SC_SERIES_NUMBER = 9901, 9902
 SR_SERIES_DESCRIPTION = "cxr-device pneumonia result (AI, unverified)"
 SC_SERIES_DESCRIPTION = "cxr-device Grad-CAM - NOT FOR PRIMARY DIAGNOSIS"
 NOT_FOR_DIAGNOSIS = "NOT FOR PRIMARY DIAGNOSIS"
+#: The text burned into the red band above every Secondary Capture (fixed: never a header value).
+SC_BANNER = f"{NOT_FOR_DIAGNOSIS} - Grad-CAM ({MANUFACTURER})"
 
 PNEUMONIA = Code("233604007", "SCT", "Pneumonia")
 PRESENT, ABSENT = Code("52101004", "SCT", "Present"), Code("272519000", "SCT", "Absent")
@@ -377,8 +379,7 @@ def _bannered(path: Path) -> np.ndarray:
     band = max(24, image.width // 20)
     canvas = Image.new("RGB", (image.width, image.height + band), (170, 0, 0))
     canvas.paste(image, (0, band))
-    ImageDraw.Draw(canvas).text((8, band // 6), f"{NOT_FOR_DIAGNOSIS} - Grad-CAM (cxr-device)", fill="white",
-                                font=font)
+    ImageDraw.Draw(canvas).text((8, band // 6), SC_BANNER, fill="white", font=font)
     return np.asarray(canvas, dtype=np.uint8)
 
 
