@@ -199,7 +199,7 @@ def command_entry_points(commands: Iterable[str] = RUNTIME_COMMANDS) -> dict[str
 
 def command_closure(modules: Mapping[str, Module], imports: list[Import], entry: str) -> dict:
     """What one command can load: ``{"entry", "handler", "modules", "external"}`` (product
-    modules and third-party import targets, sorted)."""
+    modules and third-party import targets - the standard library left out -, sorted)."""
     module_name, function = entry.split(":")
     module = modules[module_name]
     handler = handler_of(module, function)
@@ -215,7 +215,8 @@ def command_closure(modules: Mapping[str, Module], imports: list[Import], entry:
         i = todo.pop()
         target = first_party(i.target, modules)
         if target is None:
-            external.add(i.target)
+            if i.target.split(".")[0] not in sys.stdlib_module_names:
+                external.add(i.target)
             continue
         for name in [*_parents(target, modules), target]:
             if name not in reached:
@@ -230,22 +231,23 @@ def build_graph(sources: Mapping[str, Path] | None = None,
 
     ``sources``: package name -> folder (default: the installed product, :func:`installed_sources`);
     ``entries``: command -> ``module:function`` (default: the installed entry points of
-    :data:`RUNTIME_COMMANDS`). Returns ``{"packages", "modules", "edges", "external",
-    "commands", "runtime"}``: each module with its package (the folder it sits in), file and
-    first docstring line; each first-party edge once per (source, target, lazy); the
-    third-party top-level names each module imports; each command's closure; and ``runtime``,
-    the union of the commands' modules.
+    :data:`RUNTIME_COMMANDS`). Returns ``{"packages", "modules", "edges", "external", "stdlib",
+    "commands", "runtime"}``: each module with its package (the folder it sits in), file, first
+    docstring line and the names it defines at top level; each first-party edge once per
+    (source, target, lazy); the third-party and standard-library top-level names each module
+    imports; each command's closure; and ``runtime``, the union of the commands' modules.
     """
     sources = dict(sources or installed_sources())
     modules = parse_modules(sources)
     imports = module_imports(modules)
     entries = dict(entries or command_entry_points())
     roots = {name: Path(root) for name, root in sources.items()}
-    edges, external = set(), {}
+    edges, external, stdlib = set(), {}, {}
     for i in imports:
         target = first_party(i.target, modules)
         if target is None:
-            external.setdefault(i.source, set()).add(i.target.split(".")[0])
+            top = i.target.split(".")[0]
+            (stdlib if top in sys.stdlib_module_names else external).setdefault(i.source, set()).add(top)
         elif target != i.source:
             edges.add((i.source, target, i.lazy))
     commands = {c: command_closure(modules, imports, e) for c, e in sorted(entries.items())}
@@ -255,12 +257,23 @@ def build_graph(sources: Mapping[str, Path] | None = None,
         "modules": [{"name": m.name, "package": package_of(m.name) if not m.is_package else m.name,
                      "file": str(m.path.relative_to(roots[m.name.split(".")[0]].parent)),
                      "doc": (ast.get_docstring(m.tree) or "").strip().split("\n")[0],
+                     "defines": defined_names(m.tree),
                      "runtime": m.name in runtime} for m in (modules[k] for k in sorted(modules))],
         "edges": [{"source": s, "target": t, "lazy": lazy} for s, t, lazy in sorted(edges)],
-        "external": {k: sorted(v - {"__future__"} - set(sys.stdlib_module_names)) for k, v in sorted(external.items())},
+        "external": {k: sorted(v) for k, v in sorted(external.items())},
+        "stdlib": {k: sorted(v) for k, v in sorted(stdlib.items())},
         "commands": commands,
         "runtime": runtime,
     }
+
+
+def defined_names(tree: ast.Module) -> list[str]:
+    """The functions, classes and upper-case constants a module defines at top level, sorted."""
+    names = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        names |= {t.id for t in targets if isinstance(t, ast.Name) and t.id.isupper()}
+    return sorted(names)
 
 
 def package_of(module: str) -> str:
@@ -273,6 +286,5 @@ def runtime_import_targets(graph: dict) -> list[str]:
     """Every module a runtime command can import: the product's runtime modules and the
     third-party modules they name (stdlib left out), sorted: what :mod:`fda_submission.security.sbom`
     imports to measure the runtime."""
-    third = {t for c in graph["commands"].values() for t in c["external"]
-             if t.split(".")[0] not in sys.stdlib_module_names}
+    third = {t for c in graph["commands"].values() for t in c["external"]}
     return sorted(set(graph["runtime"]) | third)
