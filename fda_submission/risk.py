@@ -69,22 +69,39 @@ class RiskProblem:
     found: str  # what the requirements file or the JUnit report says instead
 
 
+def unresolved_requirements(named: list[str], requirement_ids: set[str],
+                            trace_rows: list[dict] | None) -> list[tuple[str, str, str]]:
+    """``(requirement, problem, found)`` for every requirement a control names that is not in
+    requirements.yaml or, when a JUnit report is given (``trace_rows``), has no passing test.
+    Shared by the risk file and the threat model (fda_submission/security/threat_model.py)."""
+    status = {row["id"]: row["status"] for row in trace_rows} if trace_rows is not None else None
+    out = []
+    for rid in named:
+        if rid not in requirement_ids:
+            out.append((rid, f"{rid} is not a requirement of requirements.yaml: the control is not implemented by "
+                             "any requirement", "no such requirement"))
+        elif status is not None and status.get(rid) != VERIFIED:
+            out.append((rid, f"{rid} is {status.get(rid, 'not in the report')} in the JUnit report: the control is "
+                             "not verified by a passing test", str(status.get(rid, "not in the report"))))
+    return out
+
+
+def verification(named: list[str], trace_rows: list[dict] | None) -> list[dict]:
+    """Each requirement a control names with its status and tests in the JUnit report (None and
+    [] without one): ``{"id", "status", "tests"}``."""
+    by_id = {row["id"]: row for row in trace_rows or []}
+    return [{"id": rid, "status": by_id[rid]["status"] if rid in by_id else None,
+             "tests": by_id[rid]["grouped"] if rid in by_id else []} for rid in named]
+
+
 def verify_risks(hazards: list[dict], requirement_ids: set[str], trace_rows: list[dict] | None) -> list[RiskProblem]:
     """Every hazard whose control names an unknown requirement, whose requirement has no passing
     test in the JUnit report (when one is given), whose residual risk is higher than before the
     controls, or whose residual risk is unacceptable."""
-    status = {row["id"]: row["status"] for row in trace_rows} if trace_rows is not None else None
     problems = []
     for h in hazards:
-        for rid in h["requirements"]:
-            if rid not in requirement_ids:
-                problems.append(RiskProblem(h["id"], rid, f"{rid} is not a requirement of requirements.yaml: "
-                                                         "the control is not implemented by any requirement",
-                                            "no such requirement"))
-            elif status is not None and status.get(rid) != VERIFIED:
-                problems.append(RiskProblem(h["id"], rid, f"{rid} is {status.get(rid, 'not in the report')} in the "
-                                                         "JUnit report: the control is not verified by a passing test",
-                                            str(status.get(rid, "not in the report"))))
+        problems += [RiskProblem(h["id"], rid, problem, found)
+                     for rid, problem, found in unresolved_requirements(h["requirements"], requirement_ids, trace_rows)]
         if h["residual_severity"] * h["residual_probability"] > h["severity"] * h["probability"]:
             problems.append(RiskProblem(h["id"], None, "residual risk is higher than the risk before the controls",
                                         f"before: {h['severity']} x {h['probability']}"))
@@ -131,14 +148,11 @@ EVIDENCE: dict[str, Callable[[dict], str]] = {
 def risk_rows(hazards: list[dict], trace_rows: list[dict] | None, context: dict[str, Any]) -> list[dict]:
     """The hazards as the risk appendix prints them: levels, requirements with their tests and
     latest results (when a JUnit report is given) and the run evidence."""
-    by_id = {row["id"]: row for row in trace_rows or []}
     rows = []
     for h in hazards:
         evidence = EVIDENCE.get(h["evidence"] or "")
         rows.append({**h, "level": risk_level(h["severity"], h["probability"]),
                      "residual_level": risk_level(h["residual_severity"], h["residual_probability"]),
-                     "verification": [{"id": rid, "status": by_id[rid]["status"] if rid in by_id else None,
-                                       "tests": by_id[rid]["grouped"] if rid in by_id else []}
-                                      for rid in h["requirements"]],
+                     "verification": verification(h["requirements"], trace_rows),
                      "evidence_text": evidence(context) if evidence else (h["evidence"] or "")})
     return rows
