@@ -24,6 +24,8 @@ DOCUMENTS: dict[str, tuple[str, str]] = {
     "labeling": ("IFU", "Instructions for use and labeling (draft)"),
     "pccp": ("PCCP", "Predetermined change control plan (skeleton)"),
     "postmarket_plan": ("PMS", "Postmarket monitoring plan"),
+    "software_documentation": ("SW", "Software documentation"),  # fda_submission/software
+    "cybersecurity": ("CYB", "Cybersecurity"),  # fda_submission/security
     "appendices": ("APP", "Appendices: provenance, SOUP and SBOM, traceability, risk management"),
 }
 

@@ -54,9 +54,14 @@ from .context import build_context
 from .document_control import DOCUMENTS
 from .flowchart import draw_flowchart
 from .profile import load_profile
-from .sbom import build_sbom
+from .security.documentation import FIGURES as SECURITY_FIGURES
+from .security.documentation import draw_figures as draw_security_figures
+from .security.documentation import sbom_text
+from .software.documentation import FIGURES as SOFTWARE_FIGURES
+from .software.documentation import draw_figures as draw_software_figures
 
 FORMATS = ("md", "html", "pdf")
+DRAWN_FIGURES = (*SOFTWARE_FIGURES, *SECURITY_FIGURES)  # drawn by write_package beside the flowchart
 BANNER = "SYNTHETIC DATA - NOT FOR SUBMISSION"
 FINDINGS_BANNER = "OPEN CONSISTENCY FINDINGS - NOT FOR SUBMISSION"
 CHECKS_JSON = "checks.json"
@@ -123,12 +128,12 @@ class Prepared:
 
 
 def prepare(run_dir: str | Path, profile_path: str | Path | None = None,
-            trace_rows: list | None = None) -> Prepared:
+            trace_rows: list | None = None, junit: str | Path | None = None) -> Prepared:
     """Build the context, render every document to Markdown in memory and run the consistency
-    and completeness checks; nothing is written."""
+    and completeness checks; nothing is written. ``junit``: the report ``trace_rows`` come from."""
     profile = load_profile(profile_path)
-    context = build_context(run_dir, profile, trace_rows)
-    names = {key: f"{key}.png" for key in [*context["figures"], "flowchart"]}
+    context = build_context(run_dir, profile, trace_rows, junit)
+    names = {key: f"{key}.png" for key in [*context["figures"], "flowchart", *DRAWN_FIGURES]}
     texts = _markdown(context, names, [])
     findings = check_consistency(context) + check_claims(texts, context)
     if findings:
@@ -172,6 +177,8 @@ def write_package(prepared: Prepared, out_dir: str | Path, formats: tuple[str, .
     figures = dict(context["figures"])
     figures["flowchart"] = draw_flowchart(context["device"], [r["id"] for r in context["rules"]],
                                           figures_dir / "flowchart.png")
+    figures.update(draw_software_figures(context, figures_dir))  # architecture.png (and .svg)
+    figures.update(draw_security_figures(context, figures_dir))  # security_global_view.png
     for key, source in figures.items():
         if source.parent != figures_dir:
             shutil.copyfile(source, figures_dir / f"{key}.png")
@@ -190,9 +197,7 @@ def write_package(prepared: Prepared, out_dir: str | Path, formats: tuple[str, .
                 written["html"].append(write_text(out / f"{document}.html", page))
             if "pdf" in formats:
                 written["pdf"].append(_write_pdf(page, out / f"{document}.pdf", context["issue_date"]["text"]))
-    identity = context["identity"]
-    sbom = build_sbom(identity, context["runtime"], context["issue_date"]["text"], context["profile"]["manufacturer"])
-    written["sbom"] = [write_text(out / context["sbom_name"], sbom)]
+    written["sbom"] = [write_text(out / context["sbom_name"], sbom_text(context))]  # measured runtime SBOM
     written["checks"] = [write_text(out / CHECKS_JSON, json.dumps(checks_record(prepared), indent=2) + "\n")]
     return written
 

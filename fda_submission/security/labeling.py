@@ -41,7 +41,8 @@ def serve_options() -> list[dict]:
     for action in serve._actions:
         if not action.option_strings or action.option_strings[0] in ("-h", "--help"):
             continue
-        default = None if action.default in (None, argparse.SUPPRESS) else action.default
+        default = False if isinstance(action, argparse._StoreTrueAction) else \
+            None if action.default in (None, argparse.SUPPRESS) else action.default
         if isinstance(default, list) and not default:
             default = None
         out.append({"option": action.option_strings[-1], "default": default, "required": bool(action.required),
@@ -131,6 +132,6 @@ def security_labeling(profile: dict) -> dict:
     return {"options": option_rows(options, labeling), "problems": labeling_problems(options, labeling),
             "insecure_defaults": [o["option"] for o in option_rows(options, labeling) if o["secure_default"] is False],
             "node": node_facts(), "tls": tls_facts(), "backup": labeling.get("backup", {}),
-            "update": labeling.get("update", []), "decommissioning": labeling.get("decommissioning", []),
+            "update_steps": labeling.get("update", []), "decommissioning": labeling.get("decommissioning", []),
             "end_of_support": end.isoformat() if end else todo("security.end_of_support",
                                                                "the day support of this version ends")}

@@ -62,8 +62,8 @@ def data_flow_problems(graph: dict) -> list[str]:
 
 
 def interfaces(graph: dict, commands: dict[str, str] | None = None) -> list[dict]:
-    """Each interface with the modules that use it: ``{"name", "libraries", "modules"}``; the
-    command line's modules are the entry points' (``commands``: name -> ``module:function``)."""
+    """Each interface with the modules that use it: ``{"name", "libraries", "modules", "commands"}``;
+    the command line's modules are the entry points' (``commands``: name -> ``module:function``)."""
     uses = {m["name"]: set(graph["external"].get(m["name"], [])) | set(graph["stdlib"].get(m["name"], []))
             for m in graph["modules"]}
     out = []
@@ -72,7 +72,7 @@ def interfaces(graph: dict, commands: dict[str, str] | None = None) -> list[dict
                     "modules": sorted({entry.split(":")[0] for entry in commands.values()}),
                     "commands": sorted(commands)})
     for name, libraries in INTERFACES:
-        out.append({"name": name, "libraries": sorted(libraries),
+        out.append({"name": name, "libraries": sorted(libraries), "commands": [],
                     "modules": sorted(m for m, used in uses.items() if used & libraries)})
     return out
 

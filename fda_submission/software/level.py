@@ -42,8 +42,9 @@ def documentation_level(profile: dict, hazards: list[dict]) -> dict:
                      f"for {', '.join(t['id'] + ' ' + t['hazard'] for t in top)}. The device is {device_type}: "
                      "its flag changes the order in which studies are read, and every study is still read by a "
                      "radiologist (profile: clinical_workflow), so a failure delays a read rather than acting on the "
-                     "patient. A failure before risk controls therefore does not present a probability of death or "
-                     "serious injury, which is the condition for the Basic level.")
+                     "patient. On the risk file's scale no failure before risk controls presents a probability of "
+                     "death or serious injury, the condition under which the guidance asks for the Enhanced level; "
+                     "the owner confirms this reading of the risk file (below).")
     problems = []
     if level == BASIC and reaching:
         problems.append(f"the documentation level is basic ({source}) but {len(reaching)} hazard(s) reach the serious "

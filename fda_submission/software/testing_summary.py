@@ -4,10 +4,10 @@ test level, with the version that was tested.
 **Levels** are assigned per test module by ``test_levels.yaml`` (kept beside this file): *system*
 modules drive the product as its users do - through ``cxr-device`` commands, a DICOM association
 or a rendered package; *integration* modules run several modules together on real files
-(cohorts from CSV and images, training, bundles, DICOM results, the documents' context); every
-other module is *unit* (a function or class on inputs built in memory). A module the file does
-not name counts as unit and :func:`testing_summary` lists it, so a new module is classified on
-purpose.
+(cohorts from CSV and images, training, bundles, DICOM results, the documents' context); *unit*
+modules test a function or class on inputs built in memory. A module the file does not name
+counts as unit and :func:`testing_summary` lists it as unclassified, so a new module is
+classified on purpose; :func:`level_problems` lists entries that name no test module.
 
 **The tested version** is recorded in the report itself: ``tests/conftest.py`` writes
 :func:`tested_environment` (package version, git commit and whether the tree was modified,
@@ -47,15 +47,15 @@ def load_levels(path: str | Path | None = None) -> dict[str, str]:
     """Test module name (``test_node``) -> level, from the levels file."""
     data = load_yaml(Path(path or levels_path()), "test levels file") or {}
     out: dict[str, str] = {}
-    for level in ("integration", "system"):
+    for level in LEVELS:
         for module in data.get(level) or []:
             if module in out:
                 raise CxrDeviceError(f"{path or levels_path()}: {module} is listed under two levels")
             out[str(module)] = level
-    unknown = set(data) - {"integration", "system"}
+    unknown = set(data) - set(LEVELS)
     if unknown:
         raise CxrDeviceError(f"{path or levels_path()}: unknown level(s) {', '.join(sorted(unknown))}; "
-                             "list modules under integration or system (every other module is unit)")
+                             f"list modules under {', '.join(LEVELS)}")
     return out
 
 
