@@ -12,6 +12,7 @@ import yaml
 
 from cxr_device.cli import main
 from cxr_device.runtime.bundle import canonical_hash, load_bundle
+from fda_submission.document_control import DOCUMENTS
 from fda_submission.render import ConsistencyError, prepare, render_documents
 
 pytestmark = pytest.mark.requirement("REQ-DOC-003")
@@ -92,7 +93,7 @@ def test_a_coherent_run_has_no_finding_and_renders(case, tmp_path):
     prepared = prepare(run, profile)
     assert prepared.findings == []
     written = render_documents(run, tmp_path / "docs", profile, ("md",), allow_findings=False)
-    assert len(written["md"]) == 8 and (tmp_path / "docs" / "sbom.cdx.json").is_file()
+    assert len(written["md"]) == len(DOCUMENTS) and (tmp_path / "docs" / "sbom.cdx.json").is_file()
     checks = json.loads((tmp_path / "docs" / "checks.json").read_text())
     assert checks["consistency_findings"] == [] and checks["to_be_completed"]
     assert not any("open consistency finding" in p.read_text() for p in written["md"])
@@ -142,7 +143,7 @@ def test_internal_results_are_never_the_only_evidence(case, tmp_path):
     text = (tmp_path / "d" / "algorithm_description.md").read_text()
     assert "No standalone assessment exists" in text and "not standalone evidence" in text
     assert "[no-standalone-evidence]" in text  # rendered with the finding listed at the top
-    assert len(written["md"]) == 8
+    assert len(written["md"]) == len(DOCUMENTS)
 
 
 def test_a_pediatric_profile_with_the_default_adult_age_rule(case):

@@ -133,10 +133,16 @@ def _measure(targets: tuple[str, ...], executable: str, path: tuple[str, ...]) -
 def measure_runtime(targets: list[str] | None = None) -> Measurement:
     """Import ``targets`` (default: everything ``predict``, ``serve`` and ``assess`` can load, from
     the import graph) in a fresh interpreter of this Python, with this product's source first on
-    its path, and map what it loaded to installed distributions. Cached per process."""
+    its path, and map what it loaded to installed distributions. Cached per process (the
+    environment does not change under a running process)."""
     targets = sorted(targets if targets is not None else runtime_import_targets(build_graph()))
     source_roots = tuple(sorted({str(p.parent) for p in installed_sources(PACKAGES).values()}))
-    raw = json.loads(_measure(tuple(targets), sys.executable, source_roots))
+    return _measurement(tuple(targets), sys.executable, source_roots)
+
+
+@functools.lru_cache(maxsize=4)
+def _measurement(targets: tuple[str, ...], executable: str, source_roots: tuple[str, ...]) -> Measurement:
+    raw = json.loads(_measure(targets, executable, source_roots))
     found: dict[str, dict] = {}
 
     def add(dist_name: str, kind: str, what: str) -> None:
@@ -163,7 +169,7 @@ def measure_runtime(targets: list[str] | None = None) -> Measurement:
             add(owner, "libraries", Path(library).name)
     distributions = {name: {"modules": sorted(v["modules"]), "libraries": sorted(v["libraries"])}
                      for name, v in sorted(found.items(), key=lambda kv: norm(kv[0])) if norm(name) != PRODUCT}
-    return Measurement(raw["python"], raw["implementation"], raw["platform"], tuple(targets), raw["failed"], distributions,
+    return Measurement(raw["python"], raw["implementation"], raw["platform"], targets, raw["failed"], distributions,
                        raw["libraries"] is not None)
 
 
@@ -188,6 +194,7 @@ def _real(path: str) -> str:
 
 
 # --- each component's record ------------------------------------------------------------------
+@functools.lru_cache(maxsize=512)
 def record_sha256(name: str) -> tuple[str | None, int]:
     """sha256 over a distribution's RECORD entries (sorted lines, the RECORD's own line left out)
     and how many entries carry their file's hash; (None, 0) without a RECORD."""

@@ -18,6 +18,7 @@ packages, loaded only for a bundle of that architecture).
 from __future__ import annotations
 
 import ast
+import functools
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -64,6 +65,13 @@ def installed_sources(packages: Iterable[str] = PACKAGES) -> dict[str, Path]:
     return out
 
 
+@functools.lru_cache(maxsize=1024)
+def _parse(path: Path, mtime_ns: int, size: int) -> ast.Module:
+    """One file's syntax tree; cached on its path, modification time and size (a changed file is
+    parsed again)."""
+    return ast.parse(path.read_text(encoding="utf-8"), str(path))
+
+
 def parse_modules(sources: Mapping[str, Path]) -> dict[str, Module]:
     """Every ``.py`` file under each package folder, parsed, by dotted module name."""
     modules: dict[str, Module] = {}
@@ -75,7 +83,8 @@ def parse_modules(sources: Mapping[str, Path]) -> dict[str, Module]:
                 continue
             is_package = parts[-1] == "__init__"
             name = ".".join(parts[:-1] if is_package else parts)
-            modules[name] = Module(name, path, is_package, ast.parse(path.read_text(encoding="utf-8"), str(path)))
+            stat = path.stat()
+            modules[name] = Module(name, path, is_package, _parse(path, stat.st_mtime_ns, stat.st_size))
     return modules
 
 

@@ -133,5 +133,5 @@ def development_practices(source: str | Path, profile: dict, requirements: list[
                           "manifest": "manifest.json of each run: sha256 of every input and output, package version, "
                                       "git commit and whether the tree was modified, seeds, library versions"},
         "iec62304": value_or_todo(profile["software"]["iec62304"], "software.iec62304",
-                                  "the manufacturer's IEC 62304 declaration (lifecycle process, software safety class)"),
+                                  "IEC 62304 declaration: lifecycle process and software safety class"),
     }
