@@ -78,11 +78,11 @@ def unresolved_requirements(named: list[str], requirement_ids: set[str],
     out = []
     for rid in named:
         if rid not in requirement_ids:
-            out.append((rid, f"{rid} is not a requirement of requirements.yaml: the control is not implemented by "
-                             "any requirement", "no such requirement"))
+            out.append((rid, (f"{rid} is not a requirement of requirements.yaml: the control is not implemented by "
+                              "any requirement"), "no such requirement"))
         elif status is not None and status.get(rid) != VERIFIED:
-            out.append((rid, f"{rid} is {status.get(rid, 'not in the report')} in the JUnit report: the control is "
-                             "not verified by a passing test", str(status.get(rid, "not in the report"))))
+            out.append((rid, (f"{rid} is {status.get(rid, 'not in the report')} in the JUnit report: the control is "
+                              "not verified by a passing test"), str(status.get(rid, "not in the report"))))
     return out
 
 

@@ -18,11 +18,31 @@ from fda_submission.known_issues import load_anomalies
 from fda_submission.profile import load_profile
 from fda_submission.risk import load_risks
 from fda_submission.security import cvss
-from fda_submission.security.labeling import labeling_problems, load_labeling, security_labeling, serve_options
-from fda_submission.security.sbom import norm, sbom_record, support_unknowns, validation_errors
-from fda_submission.security.threat_model import load_threat_model, threat_problems, threat_rows
+from fda_submission.security.labeling import (
+    labeling_problems,
+    load_labeling,
+    security_labeling,
+    serve_options,
+)
+from fda_submission.security.sbom import (
+    norm,
+    sbom_record,
+    support_unknowns,
+    validation_errors,
+)
+from fda_submission.security.threat_model import (
+    load_threat_model,
+    threat_problems,
+    threat_rows,
+)
 from fda_submission.security.views import draw_global_view, load_views, view_problems
-from fda_submission.security.vulnerabilities import NOT_SCANNED, PARTLY, parse_report, scan, scan_summary
+from fda_submission.security.vulnerabilities import (
+    NOT_SCANNED,
+    PARTLY,
+    parse_report,
+    scan,
+    scan_summary,
+)
 from fda_submission.trace import load_requirements
 
 REPO = Path(__file__).resolve().parents[1]
@@ -132,8 +152,8 @@ def test_security_labeling_states_every_serve_option_with_the_commands_own_defau
     assert labeling["node"]["folders"][:2] == ["incoming", "results"] and "association_rejected" in labeling["node"]["events"]
     assert labeling["tls"]["minimum_version"] == "TLS 1.2"
     options = serve_options() + [{"option": "--new-flag", "default": None, "required": False, "help": "", "group": "x"}]
-    assert labeling_problems(options, load_labeling()) == ["--new-flag: an option of serve the security labeling does "
-                                                           "not describe"]
+    assert labeling_problems(options, load_labeling()) == [("--new-flag: an option of serve the security labeling does "
+                                                            "not describe")]
 
 
 # --- SBOM -----------------------------------------------------------------------------------------
@@ -172,8 +192,13 @@ def record():
 
 @pytest.mark.requirement("REQ-SBOM-002")
 def test_the_graph_finds_the_packages_the_runtime_imports_only_inside_functions():
-    from fda_submission.software.import_graph import build_graph, first_party, installed_sources, module_imports, \
-        parse_modules
+    from fda_submission.software.import_graph import (
+        build_graph,
+        first_party,
+        installed_sources,
+        module_imports,
+        parse_modules,
+    )
 
     modules = parse_modules(installed_sources())
     runtime = set(build_graph()["runtime"])

@@ -17,14 +17,20 @@ from cxr_device.errors import CxrDeviceError
 from fda_submission.known_issues import load_anomalies
 from fda_submission.profile import load_profile
 from fda_submission.risk import load_risks
-from fda_submission.software.architecture_figure import DATA_FLOW, data_flow_problems, draw_architecture
+from fda_submission.software import (
+    testing_summary as summaries,  # its functions' names start with test
+)
+from fda_submission.software.architecture_figure import (
+    DATA_FLOW,
+    data_flow_problems,
+    draw_architecture,
+)
 from fda_submission.software.history import version_history
 from fda_submission.software.import_graph import build_graph, installed_sources
 from fda_submission.software.level import BASIC, ENHANCED, documentation_level
 from fda_submission.software.practices import development_practices
 from fda_submission.software.sds import design_sections
 from fda_submission.software.srs import requirement_specs, spec_problems
-from fda_submission.software import testing_summary as summaries  # its functions' names start with test
 from fda_submission.trace import load_requirements
 
 pytestmark = pytest.mark.requirement("REQ-SW-001")
@@ -197,13 +203,14 @@ def test_the_testing_summary_counts_by_level_and_names_the_version_tested(tmp_pa
     assert summaries.testing_summary(report, {"git_commit": "other"})["same_commit"] is False
     assert summaries.level_problems(REPO / "tests") == []
     (tmp_path / "levels.yaml").write_text("system: [test_gone]\n")
-    assert summaries.level_problems(REPO / "tests", tmp_path / "levels.yaml") == [f"test_gone (system) is not a test module of "
-                                                                        f"{REPO / 'tests'}"]
+    stale = summaries.level_problems(REPO / "tests", tmp_path / "levels.yaml")
+    assert stale == [f"test_gone (system) is not a test module of {REPO / 'tests'}"]
 
 
 def test_the_test_run_records_the_version_it_tests():
     recorded = summaries.tested_environment(REPO)
-    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
     assert recorded["cxr-device:git-commit"] == head
     assert recorded["cxr-device:library:pytest"] == pytest.__version__
     assert set(recorded) >= {"cxr-device:package-version", "cxr-device:tool:storescu", "cxr-device:tool:dciodvfy"}

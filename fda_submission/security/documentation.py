@@ -21,8 +21,8 @@ from .vulnerabilities import NOT_SCANNED, SCAN_FILE, read_scan, scan_summary
 FIGURES = ("security_global_view",)
 #: Where known vulnerabilities of the components are looked for (the plan's monitoring sources).
 MONITORING = (
-    ("PyPI advisory database (OSV data) for every SBOM component", "pip-audit over the SBOM: `cxr-device sbom --audit`, "
-     "at each release and at each routine review"),
+    ("PyPI advisory database (OSV data) for every SBOM component", ("pip-audit over the SBOM: `cxr-device sbom "
+                                                                     "--audit`, at each release and each routine review")),
     ("GitHub security advisories of the components' repositories", "watched for the components of the SBOM"),
     ("CISA ICS medical advisories and FDA cybersecurity communications", "read at each routine review"),
     ("NVD entries for the CVEs the advisories name", "for the exploitability and the CVSS vector of a finding"),

@@ -44,8 +44,13 @@ from pathlib import Path
 
 from cxr_device.yaml_io import load_yaml
 
+from ..software.import_graph import (
+    PACKAGES,
+    build_graph,
+    installed_sources,
+    runtime_import_targets,
+)
 from ..soup import PURPOSE, licence_of
-from ..software.import_graph import PACKAGES, build_graph, installed_sources, runtime_import_targets
 
 PRODUCT = "cxr-device"
 SPEC_VERSION = "1.6"
@@ -321,7 +326,14 @@ def build_sbom(identity: dict, record: dict, issued: str | None, manufacturer: s
     record, or a ``cxr-device:vulnerability-scan`` property saying it was not scanned. ``record``
     is :func:`sbom_record`'s."""
     from cyclonedx.contrib.license.factories import LicenseFactory
-    from cyclonedx.model import ExternalReference, ExternalReferenceType, HashAlgorithm, HashType, Property, XsUri
+    from cyclonedx.model import (
+        ExternalReference,
+        ExternalReferenceType,
+        HashAlgorithm,
+        HashType,
+        Property,
+        XsUri,
+    )
     from cyclonedx.model.bom import Bom, BomMetaData
     from cyclonedx.model.component import Component, ComponentType
     from cyclonedx.model.contact import OrganizationalEntity

@@ -164,7 +164,12 @@ def cyclonedx_vulnerabilities(scan: dict | None, purls: dict[str, str]) -> list:
     if not scan:
         return []
     from cyclonedx.model import XsUri
-    from cyclonedx.model.vulnerability import BomTarget, BomTargetVersionRange, Vulnerability, VulnerabilitySource
+    from cyclonedx.model.vulnerability import (
+        BomTarget,
+        BomTargetVersionRange,
+        Vulnerability,
+        VulnerabilitySource,
+    )
 
     out = []
     for v in scan["vulnerabilities"]:

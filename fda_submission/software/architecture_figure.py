@@ -16,6 +16,7 @@ SVG (text kept as text, fixed hash salt, no date) and PNG; the same graph gives 
 """
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 #: One DICOM through the node: (module, name it defines, what happens there).
@@ -161,7 +162,7 @@ def draw_architecture(graph: dict, out_dir: str | Path, name: str = "architectur
                 mx, my = boxes[module]
                 ax.add_patch(FancyArrowPatch((BOX_W / 2, y), (mx - BOX_W / 2, my), arrowstyle="-", linewidth=0.3,
                                              color="#b7950b", alpha=0.35, zorder=1))
-    for number, ((a, _, what), (b, _, _)) in enumerate(zip(DATA_FLOW, DATA_FLOW[1:]), 1):
+    for number, ((a, _, _), (b, _, _)) in enumerate(pairwise(DATA_FLOW), 1):
         if a not in boxes or b not in boxes:
             continue
         (ax_, ay), (bx, by) = boxes[a], boxes[b]

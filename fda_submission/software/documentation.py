@@ -11,7 +11,12 @@ from pathlib import Path
 from ..known_issues import unresolved
 from ..security.threat_model import load_threat_model
 from .history import version_history
-from .import_graph import ENTRY_POINT_GROUP, RUNTIME_COMMANDS, build_graph, installed_sources
+from .import_graph import (
+    ENTRY_POINT_GROUP,
+    RUNTIME_COMMANDS,
+    build_graph,
+    installed_sources,
+)
 from .level import documentation_level
 from .practices import development_practices
 from .sds import design_sections, undocumented

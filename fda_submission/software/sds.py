@@ -9,6 +9,7 @@ changes when the code does.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -22,8 +23,12 @@ def _signature(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
     return text + (f" -> {ast.unparse(node.returns)}" if node.returns is not None else "")
 
 
+_ROLE = re.compile(r":(?:py:)?(?:data|func|class|mod|meth|attr|obj|exc|const):`~?([^`]+)`")
+
+
 def _doc(node) -> str:
-    return (ast.get_docstring(node) or "").strip()
+    """The docstring with Sphinx roles (``:func:`x```) turned into plain code spans."""
+    return _ROLE.sub(lambda m: f"`{m.group(1)}`", (ast.get_docstring(node) or "").strip())
 
 
 def _decorators(node) -> list[str]:
