@@ -133,7 +133,7 @@ def _sbom(args: argparse.Namespace) -> int:
     from cxr_device.errors import CxrDeviceError
 
     from .sbom import sbom_for_bundle, sbom_record
-    from .security.vulnerabilities import scan, write_scan
+    from .security.vulnerabilities import scan, scan_summary, write_scan
 
     record = None
     if args.audit:
@@ -144,9 +144,7 @@ def _sbom(args: argparse.Namespace) -> int:
         components = [(c["name"], c["version"]) for c in sbom_record()["components"]]
         record = scan(components, date, args.audit_service, args.audit_timeout)
         where = write_scan(Path(args.bundle).parent, record)
-        print(f"vulnerability scan: {record['status']}: {record['n_audited']} of {record['n_components']} components "
-              f"audited, {len(record['vulnerabilities'])} known vulnerabilities"
-              + (f" ({record['reason']})" if record["reason"] else "") + f"; record in {where}")
+        print(f"vulnerability scan: {scan_summary(record)}; record in {where}")
     text, flagged = sbom_for_bundle(args.bundle, args.profile, record)
     write_text(args.out, text)
     print(f"wrote {args.out}")
