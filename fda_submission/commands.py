@@ -118,11 +118,19 @@ def _submission(args: argparse.Namespace) -> int:
 SBOM_EPILOG = """\
 examples:
   cxr-device sbom --bundle runs/nih/bundle --out runs/nih/sbom.cdx.json --profile my_device.yaml
+  cxr-device sbom --bundle runs/nih/bundle --out runs/nih/sbom.cdx.json --audit      (with a vulnerability scan)
 
-The SBOM lists the distributions the locked device's runtime loads (cxr_device.runtime and what
-it imports, transitively, as installed here) with versions, licences and purls, flags licences
-that constrain distribution (GPL, LGPL/MPL, proprietary, none declared), and names the device by
-its name, version (profile) and device.json sha256. `cxr-device submission` writes the same file.
+The SBOM lists every distribution that `predict`, `serve` and `assess` load, measured by importing
+what they can load (lazy imports included) in a fresh interpreter of this environment - modules
+and shared libraries - with version, supplier, licence, a sha256 over its installed RECORD, and
+its level and end of support from fda_submission/security/support.yaml ("unknown" otherwise). It
+flags licences that constrain distribution and names the device by its name, version (profile) and
+device.json sha256. `cxr-device submission` writes the same file.
+
+--audit runs pip-audit on the components (PyPI advisories by default) under a timeout and writes the
+dated scan record to RUN/security/vulnerability_scan.json, which the SBOM and the cybersecurity
+document then carry; a component the service could not audit is "not audited", never "no known
+vulnerability". Without a scan record both say "not scanned".
 """
 
 
@@ -130,20 +138,40 @@ def sbom_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sbom", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SBOM_EPILOG,
         help="CycloneDX SBOM (JSON) of a locked device's runtime",
-        description="Write the CycloneDX 1.6 SBOM of the runtime of a locked bundle, read from this environment.",
+        description="Write the CycloneDX 1.6 SBOM of the runtime of a locked bundle, measured in this environment.",
     )
     p.add_argument("--bundle", required=True, type=Path, help="locked bundle folder (device.json)")
     p.add_argument("--out", required=True, type=Path, help="SBOM file to write (e.g. sbom.cdx.json)")
     p.add_argument("--profile", type=Path, help="device profile YAML, for the device name, version and manufacturer")
+    p.add_argument("--audit", action="store_true", help="scan the components for known vulnerabilities with pip-audit "
+                   "and keep the dated record in the run (security/vulnerability_scan.json)")
+    p.add_argument("--audit-service", choices=("pypi", "osv"), default="pypi", help="advisory service (default pypi)")
+    p.add_argument("--audit-timeout", type=float, default=120.0, metavar="S",
+                   help="stop the scan after S seconds; the record then says not scanned (default 120)")
+    p.add_argument("--date", metavar="YYYY-MM-DD", help="date of the scan record (default: today)")
     p.set_defaults(handler=_sbom)
 
 
 def _sbom(args: argparse.Namespace) -> int:
+    import datetime as dt
+
     from cxr_device.console import write_text
+    from cxr_device.errors import CxrDeviceError
 
-    from .sbom import sbom_for_bundle
+    from .sbom import sbom_for_bundle, sbom_record
+    from .security.vulnerabilities import scan, scan_summary, write_scan
 
-    text, flagged = sbom_for_bundle(args.bundle, args.profile)
+    record = None
+    if args.audit:
+        try:
+            date = dt.date.fromisoformat(args.date).isoformat() if args.date else dt.date.today().isoformat()
+        except ValueError:
+            raise CxrDeviceError(f"--date {args.date!r}: expected YYYY-MM-DD") from None
+        components = [(c["name"], c["version"]) for c in sbom_record()["components"]]
+        record = scan(components, date, args.audit_service, args.audit_timeout)
+        where = write_scan(Path(args.bundle).parent, record)
+        print(f"vulnerability scan: {scan_summary(record)}; record in {where}")
+    text, flagged = sbom_for_bundle(args.bundle, args.profile, record)
     write_text(args.out, text)
     print(f"wrote {args.out}")
     for line in flagged:

@@ -15,8 +15,10 @@ MARKER = re.compile(r"\[TO BE COMPLETED: ([^\]\n]+)\]")
 
 def todo(key: str, what: str) -> str:
     """The marker of a missing value, saying ``what`` belongs there: ``key`` is a profile key
-    (``manufacturer``, ``predicate.name``) or a command option (``--junit``)."""
-    where = f"option {key} of cxr-device submission" if key.startswith("--") else f"profile: {key}"
+    (``manufacturer``, ``predicate.name``), a command option (``--junit``) or a file the
+    maintainers keep and the entry in it (``fda_submission/security/support.yaml: numpy``)."""
+    where = f"option {key} of cxr-device submission" if key.startswith("--") else \
+        key if ".yaml" in key.split(":")[0] else f"profile: {key}"
     return f"[{PREFIX}: {what} ({where})]"
 
 

@@ -21,6 +21,9 @@ What is compared (each check is a function below, named in the finding's ``code`
 * the plan: acceptance criteria that no study size can show at the expected performance;
 * the risk file: every control resolves to a requirement (and, with a JUnit report, a passing test),
   no residual rating the run contradicts, every use-related hazard of the usability file in it;
+* the threat model and the software documentation: every security control resolves the same way,
+  views and labeling agree with the code, the documented data flow exists, the documentation
+  level agrees with the risk file;
 * document control: an issue date before the device was locked;
 * claims: phrases in the rendered documents that need evidence the run does not hold.
 """
@@ -311,9 +314,26 @@ def check_document_date(ctx: dict) -> list[Finding]:
     return []
 
 
+def check_software_and_security(ctx: dict) -> list[Finding]:
+    """The software documentation and the threat model: threats and controls that do not resolve
+    (REQ-SEC-001), views and labeling out of step with the code, a stale data flow, a
+    documentation level the risk file contradicts, requirements without their structured fields."""
+    from .security.documentation import security_problems
+    from .software.documentation import software_problems
+
+    out = [Finding("threat-model", problem, Side("fda_submission/security/", problem.split(":")[0]),
+                   Side("requirements.yaml, the risk file, anomalies.yaml, the JUnit report, serve's options",
+                        problem.split("(")[-1].rstrip(")") if problem.endswith(")") else "see the message"))
+           for problem in security_problems(ctx["security"])] if "security" in ctx else []
+    out += [Finding("software-documentation", problem, Side("fda_submission/software/", problem.split(":")[0]),
+                    Side("the source, requirements.yaml, the risk file or the profile", "see the message"))
+            for problem in software_problems(ctx["software"])] if "software" in ctx else []
+    return out
+
+
 CHECKS: tuple[Callable[[dict], list[Finding]], ...] = (
     check_identity, check_operating_point, check_evidence, check_population, check_development_images,
-    check_plan, check_risks, check_document_date)
+    check_plan, check_risks, check_document_date, check_software_and_security)
 
 
 def check_consistency(ctx: dict[str, Any]) -> list[Finding]:

@@ -51,8 +51,10 @@ def _need(path: Path, command: str) -> Path:
     return path
 
 
-def build_context(run_dir: str | Path, profile: dict, junit_rows: list | None = None) -> dict[str, Any]:
-    """The template context of every document (and the facts the consistency check compares)."""
+def build_context(run_dir: str | Path, profile: dict, junit_rows: list | None = None,
+                  junit: str | Path | None = None) -> dict[str, Any]:
+    """The template context of every document (and the facts the consistency check compares);
+    ``junit`` is the JUnit report ``junit_rows`` were read from (the testing summaries count it)."""
     run = Path(run_dir)
     layout = RunLayout(run)
     read: dict[str, Path] = {}
@@ -190,6 +192,13 @@ def build_context(run_dir: str | Path, profile: dict, junit_rows: list | None = 
     context["usability"] = usability_record(layout.bundle)
     # --- end risk management and usability ------------------------------------------------------
     add_texts(context)
+    # --- software documentation (SW) and cybersecurity (CYB): fda_submission/software, /security ---
+    from .security.documentation import cybersecurity
+    from .software.documentation import software_documentation
+
+    context["software"] = software_documentation(context, junit)
+    context["security"] = cybersecurity(context, junit)
+    # --- end software documentation and cybersecurity ---------------------------------------------
     return context
 
 

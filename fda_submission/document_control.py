@@ -25,6 +25,8 @@ DOCUMENTS: dict[str, tuple[str, str]] = {
     "labeling": ("IFU", "Instructions for use and labeling (draft)"),
     "risk_management": ("RMF", "Risk management file (ISO 14971)"),
     "usability": ("HF", "Usability engineering summary (IEC 62366-1)"),
+    "software_documentation": ("SW", "Software documentation"),  # fda_submission/software
+    "cybersecurity": ("CYB", "Cybersecurity"),  # fda_submission/security
     "pccp": ("PCCP", "Predetermined change control plan (skeleton)"),
     "postmarket_plan": ("PMS", "Postmarket monitoring plan"),
     "appendices": ("APP", "Appendices: provenance, SOUP and SBOM, traceability"),

@@ -31,9 +31,10 @@ PROFILE_COPY = "profile.yaml"
 JUNIT_COPY = "junit.xml"
 RUN_FILES = "run"
 #: Context keys the renderer derives from the run and the profile (recorded in derived.json).
-DERIVED_KEYS = ("identity", "claim", "flag_limits", "rule_counts", "trace_summary", "soup_licences", "population", "development_images", "left_out", "sample_size", "expected", "agreement",
-                "soup", "trace", "requirements", "hazards", "classification", "rules", "provenance",
-                "risk_management", "usability")  # risk_management, usability: the RMF and HF documents
+DERIVED_KEYS = ("identity", "claim", "flag_limits", "rule_counts", "trace_summary", "soup_licences", "population",
+                "development_images", "left_out", "sample_size", "expected", "agreement", "soup", "trace",
+                "requirements", "hazards", "classification", "rules", "provenance", "risk_management", "usability",
+                "software", "security")  # risk_management, usability: the RMF and HF documents
 
 
 def traced_context(context: dict) -> dict:

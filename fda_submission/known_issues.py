@@ -1,18 +1,96 @@
-"""Known issues: what the run itself shows a reader must keep in mind, each naming its file.
+"""Known issues: what the run itself shows a reader must keep in mind, each naming its file; and
+the unresolved anomalies of the software that the maintainers keep (``anomalies.yaml``).
 
-Built from the evidence, never typed: the calibration (ECE before and after, the class weight of
-the training loss), the transfer of the locked threshold and the shift the assessments measured,
-acceptance criteria an assessment missed, inputs the assessments could not score, assessments
-whose bootstrap could not resample patients, unstable subgroups, images left out, development
-images unlike the device's inputs, and runtime licences that constrain distribution.
+Run issues are built from the evidence, never typed: the calibration (ECE before and after, the
+class weight of the training loss), the transfer of the locked threshold and the shift the
+assessments measured, acceptance criteria an assessment missed, inputs the assessments could not
+score, assessments whose bootstrap could not resample patients, unstable subgroups, images left out, development images unlike the device's inputs, and
+runtime licences that constrain distribution (:func:`known_issues`).
+
+Anomalies are defects, limitations and weaknesses of the code itself, the same for every run:
+each with its description, how it was found, its impact, the rationale for release and a CWE
+where one applies (:func:`load_anomalies`). :func:`unresolved` puts both side by side for the
+software documentation.
 """
 from __future__ import annotations
 
-from typing import Any
+import math
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from cxr_device.errors import CxrDeviceError
+from cxr_device.validated import SETTINGS, build
+from cxr_device.yaml_io import load_yaml
 from validation.subgroups import AGE_BANDS
 
 from .tracing import log
+
+ANOMALIES_FILE = "anomalies.yaml"
+_Text = Annotated[str, Field(min_length=1)]
+
+
+class Anomaly(BaseModel):
+    """One unresolved anomaly of ``anomalies.yaml``."""
+
+    model_config = ConfigDict(**SETTINGS)
+    id: Annotated[str, Field(pattern=r"^ANOM-\d{3}$")]
+    title: _Text
+    description: _Text
+    found_by: _Text
+    impact: _Text
+    rationale: _Text
+    cwe: str | None = None
+
+    @field_validator("cwe")
+    @classmethod
+    def _cwe(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"CWE-\d+", value):
+            raise ValueError(f"{value!r} is not a CWE identifier (CWE-N)")
+        return value
+
+
+def anomalies_path() -> Path:
+    """The package's anomalies file."""
+    return Path(str(resources.files("fda_submission") / ANOMALIES_FILE))
+
+
+def load_anomalies(path: str | Path | None = None) -> list[dict]:
+    """The anomalies of ``path`` (default: the package's), each validated, ids unique, in file
+    order: ``{"id", "title", "description", "found_by", "impact", "rationale", "cwe"}``."""
+    path = Path(path) if path else anomalies_path()
+    items = load_yaml(path, "anomalies file")
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise CxrDeviceError(f"{path}: expected a list of anomalies (id, title, description, found_by, impact, "
+                             "rationale, optional cwe)")
+    out, seen = [], set()
+    for number, item in enumerate(items, 1):
+        where = f"{path}: anomaly {item.get('id', number) if isinstance(item, dict) else number}"
+        anomaly = build(Anomaly, where, item).model_dump()
+        if anomaly["id"] in seen:
+            raise CxrDeviceError(f"{path}: anomaly id {anomaly['id']} appears more than once")
+        seen.add(anomaly["id"])
+        out.append(anomaly)
+    return out
+
+
+def cwe_url(cwe: str | None) -> str | None:
+    """The CWE catalogue page of ``CWE-N``."""
+    return f"https://cwe.mitre.org/data/definitions/{cwe.split('-')[1]}.html" if cwe else None
+
+
+def unresolved(context: dict[str, Any], anomalies: list[dict] | None = None) -> dict:
+    """``{"anomalies", "run", "file"}``: the maintained anomalies (with their CWE page) and the
+    run's known issues (the context's, or built from it)."""
+    items = load_anomalies() if anomalies is None else anomalies
+    run = context.get("known_issues")
+    return {"anomalies": [{**a, "cwe_url": cwe_url(a["cwe"])} for a in items],
+            "run": run if run is not None else known_issues(context), "file": f"fda_submission/{ANOMALIES_FILE}"}
 
 
 def _f(value: float | None) -> str:

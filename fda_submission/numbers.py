@@ -35,7 +35,8 @@ LITERALS = re.compile("|".join([
     r"!\[[^\]]*\]\([^)]*\)",                        # an image's alt text and file name
     r"\b(?:SCT|LN|DCM|UCUM|UMLS) [\w.-]+",          # codes of coding schemes
     r"\b(?:TLS ?|SHA|sha|Ed)\d+(?:\.\d)?", r"\bsha256\b", r"\bmethod \d+\b", r"\b\d+-sigma\b", r"\b\d+-bit\b", r"\bx\d+\b",
-    r"\bICD-\d+", r"\bCycloneDX \d+(?:\.\d+)?", r"\bPython \d+(?:\.\d+)*",
+    r"\b[A-Z][A-Z0-9]*(?:-[A-Z][A-Z0-9]*)*-\d+\b",  # identifiers: HAZ-01, REQ-NODE-003, ANOM-013, ICD-10
+    r"\bCycloneDX \d+(?:\.\d+)?", r"\bPython \d+(?:\.\d+)*",
     r"[\ue000-\uf8ff]",                             # stray markers are never numbers
 ]), re.DOTALL)
 _LIST_ITEM = re.compile(r"^\s*\d+\.\s")

@@ -355,7 +355,8 @@ class Pipeline:
         """The documents; with consistency findings they are drafts that list them on top (the
         manifest records how many, and ``run`` says so and exits 1)."""
         s = self.config.submission
-        prepared = prepare(self.out, s["profile"], matrix_rows(Path(s["junit"])) if s["junit"] else None, s["junit"])
+        prepared = prepare(self.out, s["profile"], matrix_rows(Path(s["junit"])) if s["junit"] else None,
+                           Path(s["junit"]) if s["junit"] else None)
         write_package(prepared, self.layout.submission, tuple(s["formats"]))
         self.findings = [line for f in prepared.findings for line in f.lines()]
         if self.findings:

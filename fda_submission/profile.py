@@ -205,6 +205,29 @@ class OwnerText(_Section):
     usability_evaluation: MaybeText = None  # HF: the summative evaluation report, or the plan's schedule
 
 
+class Software(_Section):
+    """Software documentation (FDA, device software functions guidance of June 2023)."""
+
+    documentation_level: Literal["basic", "enhanced"] | None = None  # None: basic for CADt, enhanced otherwise
+    # the lowest severity of the risk file's 1-5 scale that means death or serious injury: a hazard at or
+    # above it before its controls calls for the enhanced level
+    serious_injury_severity: Annotated[int, Field(ge=1, le=5)] = 5
+    documentation_level_confirmed: bool = False  # true once the owner has confirmed the level
+    iec62304: MaybeText = None  # the manufacturer's IEC 62304 declaration (process, software safety class)
+
+
+class Security(_Section):
+    """Cybersecurity: who manages vulnerabilities and the commitments of the management plan."""
+
+    vulnerability_owner: MaybeText = None  # the role or team that runs vulnerability management
+    disclosure_contact: MaybeText = None  # where vulnerabilities are reported (e-mail, web form)
+    disclosure_policy: MaybeText = None  # the published coordinated-disclosure policy (URL)
+    communicate_days: Annotated[int, Field(ge=1, le=365)] = 30  # users told of an uncontrolled risk within
+    remediate_days: Annotated[int, Field(ge=1, le=365)] = 60  # a validated fix of an uncontrolled risk within
+    routine_update_months: Annotated[int, Field(ge=1, le=60)] | None = None  # cadence of routine updates
+    end_of_support: dt.date | None = None  # the day the manufacturer stops supporting this version
+
+
 class DeviceProfile(BaseModel):
     """Every key of a device profile (the default profile gives each its value)."""
 
@@ -235,6 +258,8 @@ class DeviceProfile(BaseModel):
     pccp: Pccp
     postmarket: Postmarket
     owner_text: OwnerText
+    software: Software
+    security: Security
     # earlier names of the population's comorbidity lists, still read: they fill
     # population.comorbidities_include / comorbidities_separate when those are not given
     include_comorbidities: list[Text] | None = None
@@ -251,7 +276,8 @@ MULTILINE = frozenset({"intended_use", "clinical_workflow", "false_positive_impa
 #: Sections merged key by key with the defaults.
 SECTIONS = {"acceptance": Acceptance, "population": Population, "training_data": TrainingData, "study": Study,
             "claim": Claim, "classification": Classification, "predicate": Predicate, "document_control": DocumentControl,
-            "risks": Risks, "pccp": Pccp, "postmarket": Postmarket, "owner_text": OwnerText}
+            "risks": Risks, "pccp": Pccp, "postmarket": Postmarket, "owner_text": OwnerText, "software": Software,
+            "security": Security}
 
 
 def default_profile_path() -> Path:

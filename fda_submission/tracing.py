@@ -305,6 +305,13 @@ class TracedList(Sequence):
     def __repr__(self) -> str:
         return f"TracedList({self.ref.describe()}, {len(self._data)} items)"
 
+    def __add__(self, other) -> list:
+        """The items of both, each still carrying its place (a plain list)."""
+        return [*self, *other]
+
+    def __radd__(self, other) -> list:
+        return [*other, *self]
+
     def count_traced(self) -> TracedInt:
         """How many items, traced (``len`` of its source)."""
         return TracedInt(len(self._data), Expr("len", (self.ref,)))

@@ -153,7 +153,8 @@ def _check_derived(package: Path, run: Path, profile: Path) -> tuple[dict, list[
     from .trace import matrix_rows
 
     junit = package / EVIDENCE / JUNIT_COPY
-    context = build_context(run, load_profile(profile), matrix_rows(junit) if junit.is_file() else None)
+    context = build_context(run, load_profile(profile), matrix_rows(junit) if junit.is_file() else None,
+                            junit if junit.is_file() else None)
     fresh = derived_record(context)
     stored_path = package / EVIDENCE / DERIVED
     if not stored_path.is_file():

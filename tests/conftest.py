@@ -94,6 +94,17 @@ def trained_run(tmp_path_factory):
     return run
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _tested_environment(record_testsuite_property):
+    """Record in the JUnit report what was tested - package version, git commit, Python, the test
+    libraries' and tools' versions - so the testing summary of the software documentation can
+    name the version a report verified (fda_submission/software/testing_summary.py)."""
+    from fda_submission.software.testing_summary import tested_environment
+
+    for name, value in tested_environment(REPO).items():
+        record_testsuite_property(name, value)
+
+
 def pytest_collection_modifyitems(items):
     """Copy each test's requirement marker(s) into the JUnit report as properties, so that
     `cxr-device trace` can build the traceability matrix from the report alone."""
