@@ -17,6 +17,16 @@ from pydantic import Field
 from tqdm import tqdm
 
 from .cohort import read_cohort
+from .figure_style import (
+    CELL_HEIGHT,
+    CELL_WIDTH,
+    PALETTE,
+    legend_outside,
+    new_figure,
+    save,
+    set_title,
+    style,
+)
 from .findings import FINDING_COLUMNS, NIH_FINDINGS, TARGET
 from .imageio import ImageReadError, load_image
 from .provenance import producer
@@ -34,7 +44,7 @@ FIGURES = {
     "pixel_intensity": "pixel_intensity_by_class.png",
 }
 CLASS_NAMES = {1: "pneumonia", 0: "no pneumonia"}
-COLORS = {1: "#c0392b", 0: "#2e6fa7"}
+COLORS = {1: PALETTE[1], 0: PALETTE[0]}
 _BINS = 64
 
 
@@ -70,10 +80,11 @@ def run_eda(cohort_dir: str | Path, out_dir: str | Path, pixel_sample: int = 100
         ("findings_per_image", _findings_per_image),
         ("images_per_patient", _images_per_patient),
     )
-    for key, step in steps:
-        result = step(frame)
-        _record(report, out, key, result)
-    _record(report, out, "pixel_intensity", _pixels(frame, pixel_sample, seed, progress))
+    with style():  # every figure in the one style, drawn at the size of a cell of the documents' grid
+        for key, step in steps:
+            result = step(frame)
+            _record(report, out, key, result)
+        _record(report, out, "pixel_intensity", _pixels(frame, pixel_sample, seed, progress))
     report["n_unreadable"] = len(report.get("pixel_intensity", {}).get("unreadable", []))
     report["produced_by"] = producer("eda", {"cohort": str(cohort_dir), "pixel_sample": pixel_sample, "seed": seed})
     (out / EDA_JSON).write_text(json.dumps(report, indent=2) + "\n")
@@ -88,15 +99,15 @@ def _record(report: dict, out: Path, key: str, result: tuple[dict, Figure | None
     numbers, figure = result
     report[key] = numbers
     if figure is not None:
-        figure.savefig(out / FIGURES[key], dpi=120, bbox_inches="tight")
+        save(figure, out / FIGURES[key])  # and the SVG beside it
         report["figures"][key] = FIGURES[key]
 
 
-def _figure(title: str, width: float = 7.0, height: float = 4.2) -> tuple[Figure, object]:
-    fig = Figure(figsize=(width, height))
+def _figure(title: str) -> tuple[Figure, object]:
+    """A figure the size of a grid cell with one axes, its title wrapped to the width."""
+    fig = new_figure(CELL_WIDTH, CELL_HEIGHT)
     ax = fig.subplots()
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
+    set_title(ax, title)
     return fig, ax
 
 
@@ -115,10 +126,10 @@ def _prevalence(frame: pd.DataFrame):
     fig, ax = _figure("Pneumonia prevalence by split")
     names = list(rows)
     values = [100 * (rows[n]["prevalence"] or 0) for n in names]
-    bars = ax.bar(names, values, color=[COLORS[1]] * 3 + ["#7f8c8d"])
+    bars = ax.bar(names, values, color=[COLORS[1]] * 3 + [PALETTE[2]])
     for bar, name in zip(bars, names):
         ax.annotate(f"{rows[name]['n_positive']}/{rows[name]['n_images']}", (bar.get_x() + bar.get_width() / 2,
-                    bar.get_height()), ha="center", va="bottom", fontsize=9)
+                    bar.get_height()), ha="center", va="bottom", fontsize=7.5)
     ax.set_ylabel("prevalence (% of images)")
     ax.set_ylim(0, max(values + [1e-3]) * 1.18)  # room for the n/N labels
     return rows, fig
@@ -145,7 +156,7 @@ def _age(frame: pd.DataFrame):
                     label=f"{CLASS_NAMES[label]} (n={len(ages)})")
     ax.set_xlabel("age (years)")
     ax.set_ylabel("density")
-    ax.legend()
+    legend_outside(fig)
     return numbers, fig
 
 
@@ -154,8 +165,8 @@ def _sex_view(frame: pd.DataFrame):
     if not columns:
         return "the dataset records neither sex nor view position"
     numbers = {}
-    fig = Figure(figsize=(4.2 * len(columns), 4.0))
-    axes = np.atleast_1d(fig.subplots(1, len(columns)))
+    fig = new_figure(CELL_WIDTH, CELL_HEIGHT)
+    axes = np.atleast_1d(fig.subplots(1, len(columns), sharey=True))
     for ax, column in zip(axes, columns):
         table = pd.crosstab(frame[column].fillna("unknown"), frame[TARGET]).reindex(columns=[1, 0], fill_value=0)
         share = table / table.sum(axis=0).replace(0, 1)
@@ -164,13 +175,10 @@ def _sex_view(frame: pd.DataFrame):
         for offset, label in ((-0.2, 1), (0.2, 0)):
             ax.bar(x + offset, 100 * share[label], width=0.4, color=COLORS[label], label=CLASS_NAMES[label])
         ax.set_xticks(x, table.index)
-        ax.set_ylabel("% of class")
-        ax.set_title(f"{'Sex' if column == 'sex' else 'View position'} by class")
+        set_title(ax, f"{'Sex' if column == 'sex' else 'View position'} by class")
         ax.set_ylim(0, 100)
-        ax.grid(alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=2, bbox_to_anchor=(0.5, -0.02))
-    fig.subplots_adjust(bottom=0.18)
+    axes[0].set_ylabel("% of class")
+    legend_outside(fig, ncols=2, axes=axes[:1])
     return numbers, fig
 
 
@@ -194,7 +202,7 @@ def _cooccurrence(frame: pd.DataFrame):
     }
     alone = int((pos[columns].sum(axis=1) == 0).sum())
     order = sorted(numbers, key=lambda n: numbers[n]["n_with_pneumonia"], reverse=True)
-    fig, ax = _figure(f"Findings co-occurring with pneumonia (n={len(pos)} pneumonia images)", height=4.8)
+    fig, ax = _figure(f"Findings co-occurring with pneumonia (n={len(pos)} pneumonia images)")
     y = np.arange(len(order))
     ax.barh(y - 0.2, [100 * (numbers[n]["share_of_pneumonia_images"] or 0) for n in order], height=0.4,
             color=COLORS[1], label="pneumonia images")
@@ -203,7 +211,7 @@ def _cooccurrence(frame: pd.DataFrame):
     ax.set_yticks(y, order)
     ax.invert_yaxis()
     ax.set_xlabel("% of images with the finding")
-    ax.legend()
+    legend_outside(fig, ncols=2)
     return {"findings": numbers, "pneumonia_alone": alone}, fig
 
 
@@ -221,7 +229,7 @@ def _findings_per_image(frame: pd.DataFrame):
         ax.bar(x + offset, 100 * share[label], width=0.4, color=COLORS[label], label=CLASS_NAMES[label])
     ax.set_xlabel("findings on the image (0 = No Finding)")
     ax.set_ylabel("% of class")
-    ax.legend()
+    legend_outside(fig, ncols=2)
     return numbers, fig
 
 
@@ -235,7 +243,7 @@ def _images_per_patient(frame: pd.DataFrame):
         "patients_with_n_images": {str(k): int(v) for k, v in counts.items()},
     }
     fig, ax = _figure(f"Images per patient ({len(per)} patients)")
-    ax.bar(counts.index, counts.values, color="#7f8c8d")
+    ax.bar(counts.index, counts.values, color=PALETTE[2])
     ax.set_yscale("log")
     ax.set_xlabel("images per patient")
     ax.set_ylabel("patients (log scale)")
@@ -286,5 +294,5 @@ def _pixels(frame: pd.DataFrame, sample: int, seed: int, progress: bool):
         ax.fill_between(centers, np.clip(mean - sd, 0, None), mean + sd, color=COLORS[label], alpha=0.2)
     ax.set_xlabel("intensity (0 = black, 1 = white)")
     ax.set_ylabel("share of pixels (mean ± sd over images)")
-    ax.legend()
+    legend_outside(fig)
     return numbers, fig

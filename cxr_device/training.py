@@ -12,7 +12,7 @@
   :class:`TrainingDiverged` (epoch, step, learning rate); that epoch is never saved.
 
 Outputs (``RUN/model/``): ``history.csv`` (epoch, train_loss, val_loss, val_auroc, val_ap, lr,
-seconds, images_per_s, peak_memory_gb), ``training_curves.png``, ``config.yaml`` (resolved),
+seconds, images_per_s, peak_memory_gb), ``training_curves.png`` (and ``.svg``), ``config.yaml`` (resolved),
 ``layers.json`` (frozen / fine-tuned / added), ``train_summary.json``, ``best.pt``, ``last.pt``.
 An image that cannot be decoded is left out of training and listed in ``train_summary.json``
 (``left_out``: train and val; ``cache.unreadable``: every split) with its split and reason.
@@ -33,7 +33,6 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 import yaml
-from matplotlib.figure import Figure
 from sklearn.metrics import average_precision_score, roc_auc_score
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
@@ -43,6 +42,7 @@ from .cache import LEFT_OUT_COLUMNS, open_cache
 from .cohort import read_cohort
 from .data import CachedImages, balanced_sampler, positive_weight
 from .errors import CxrDeviceError
+from .figure_style import FULL_WIDTH, PALETTE, new_figure, save, styled
 from .findings import TARGET
 from .hashing import sha256_file
 from .models import DeviceModel, build_model
@@ -413,31 +413,32 @@ def _write_outputs(layout: RunLayout, model: DeviceModel, config: TrainConfig, h
                  "BCE loss (class-weighted)" if weighted else "BCE loss")
 
 
+@styled
 def plot_history(history: pd.DataFrame, path: Path, best_epoch: int | None = None,
                  loss_label: str = "BCE loss") -> None:
-    """Loss (train, validation) and validation AUROC/AP against epoch; the best epoch marked."""
+    """Loss (train, validation) and validation AUROC/AP against epoch; the best epoch marked.
+    Drawn at the text width, legends under each panel; PNG and the SVG beside it."""
     from matplotlib.ticker import MaxNLocator
 
-    fig = Figure(figsize=(10, 4))
+    fig = new_figure(FULL_WIDTH, 3.3)
     left, right = fig.subplots(1, 2)
     epochs = history["epoch"] + 1
-    left.plot(epochs, history["train_loss"], "o-", label="train loss")
-    left.plot(epochs, history["val_loss"], "o-", label="validation loss")
+    left.plot(epochs, history["train_loss"], "o-", color=PALETTE[0], label="train loss")
+    left.plot(epochs, history["val_loss"], "s--", color=PALETTE[3], label="validation loss")
     left.set_ylabel(loss_label)
     left.set_title("Loss")
-    right.plot(epochs, history["val_auroc"], "o-", color="#c0392b", label="validation AUROC")
-    right.plot(epochs, history["val_ap"], "o-", color="#2e6fa7", label="validation average precision")
+    right.plot(epochs, history["val_auroc"], "o-", color=PALETTE[1], label="validation AUROC")
+    right.plot(epochs, history["val_ap"], "s--", color=PALETTE[0], label="validation average precision")
     scores = pd.concat([history["val_auroc"], history["val_ap"]]).dropna()
     right.set_ylim(max(0.0, float(scores.min()) - 0.05) if len(scores) else 0.0, 1.0)
     right.set_title("Validation discrimination")
     for ax in (left, right):
         if best_epoch is not None:
-            ax.axvline(best_epoch + 1, color="grey", linestyle="--", linewidth=1, label=f"best epoch ({best_epoch + 1})")
+            ax.axvline(best_epoch + 1, color="grey", linestyle=":", linewidth=1, label=f"best epoch ({best_epoch + 1})")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        ax.legend(loc="best")
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=1)  # under its own panel, off the data
+    save(fig, path)
 
 
 #: What a checkpoint written by :func:`train` holds (``best.pt``: the first two are enough).

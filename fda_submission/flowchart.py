@@ -1,16 +1,17 @@
 """The algorithm flowchart, drawn from the locked bundle (rules, preprocessing, model, calibration, threshold).
 
-Sized for the page: 7.2 x 5.8 inches drawn at the width of an A4 text column (about 17 cm), so
-the box text (9 pt in the figure) prints at about 8 pt and the titles at about 10 pt.
+Drawn in the figures' one style (:mod:`cxr_device.figure_style`) at the text width it is placed
+at, so the box text prints at 8 pt and the titles at 9 pt; PNG and the SVG beside it.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 
-WIDTH, HEIGHT = 7.2, 5.8  # inches
+from cxr_device.figure_style import FULL_WIDTH, new_figure, save, styled
+
+WIDTH, HEIGHT = FULL_WIDTH, 5.2  # inches
 
 
 def flowchart_steps(device: dict, rule_ids: list[str]) -> list[tuple[str, str]]:
@@ -34,12 +35,13 @@ def flowchart_steps(device: dict, rule_ids: list[str]) -> list[tuple[str, str]]:
     ]
 
 
+@styled
 def draw_flowchart(device: dict, rule_ids: list[str], path: Path) -> Path:
     """DICOM -> header checks -> preprocessing -> CNN -> probability -> threshold -> decision,
-    with the refusal branch; written to ``path`` (PNG, deterministic)."""
+    with the refusal branch; written to ``path`` (PNG, and the SVG beside it; deterministic)."""
     steps = flowchart_steps(device, rule_ids)
     pitch, box = 1.0, 0.78
-    fig = Figure(figsize=(WIDTH, HEIGHT))
+    fig = new_figure(WIDTH, HEIGHT, layout=None)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(0, 10)
     ax.set_ylim(-0.05, len(steps) * pitch)
@@ -50,8 +52,8 @@ def draw_flowchart(device: dict, rule_ids: list[str], path: Path) -> Path:
         colour = "#fdebd0" if i == 1 else "#d6eaf8" if i < len(steps) - 1 else "#d5f5e3"
         ax.add_patch(FancyBboxPatch((0.15, y), 6.9, box, boxstyle="round,pad=0.03", facecolor=colour,
                                     edgecolor="#34495e"))
-        ax.text(0.3, y + box - 0.17, title, fontsize=11, fontweight="bold", va="center")
-        ax.text(0.3, y + 0.27, body, fontsize=9, va="center", linespacing=1.25)
+        ax.text(0.3, y + box - 0.17, title, fontsize=9, fontweight="bold", va="center")
+        ax.text(0.3, y + 0.27, body, fontsize=8, va="center", linespacing=1.25)
         tops.append(y)
         if i:
             ax.annotate("", xy=(3.6, y + box + 0.03), xytext=(3.6, tops[i - 1] - 0.03),
@@ -59,11 +61,10 @@ def draw_flowchart(device: dict, rule_ids: list[str], path: Path) -> Path:
     y = tops[1]
     ax.add_patch(FancyBboxPatch((7.55, y - 0.35), 2.35, box + 0.35, boxstyle="round,pad=0.03", facecolor="#fadbd8",
                                 edgecolor="#943126"))
-    ax.text(7.68, y + box - 0.17, "Refusal", fontsize=11, fontweight="bold", va="center")
-    ax.text(7.68, y + 0.05, "each failing attribute:\nfound vs expected;\nno probability", fontsize=9, va="center",
+    ax.text(7.68, y + box - 0.17, "Refusal", fontsize=9, fontweight="bold", va="center")
+    ax.text(7.68, y + 0.05, "each failing attribute:\nfound vs expected;\nno probability", fontsize=8, va="center",
             linespacing=1.25)
     ax.annotate("", xy=(7.55, y + box - 0.17), xytext=(7.1, y + box - 0.17),
                 arrowprops={"arrowstyle": "->", "color": "#943126"})
-    ax.text(7.3, y + box + 0.08, "fails an error rule", fontsize=8.5, ha="center", color="#943126")
-    fig.savefig(path, dpi=150, metadata={"Software": None})
-    return path
+    ax.text(7.3, y + box + 0.08, "fails an error rule", fontsize=7.5, ha="center", color="#943126")
+    return save(fig, path)

@@ -280,7 +280,7 @@ def _figures(out: Path, accepted: pd.DataFrame, threshold: float, name: str) -> 
     made = {"roc": "roc.png", "pr": "precision_recall.png", "reliability": "reliability.png",
             "confusion": "confusion_matrix.png"}
     fig.plot_operating_point(probs, labels, threshold, name, out / made["roc"], out / made["pr"])
-    fig.plot_calibration({name: reliability(probs, labels)}, out / made["reliability"])
+    fig.plot_calibration({name: reliability(probs, labels)}, out / made["reliability"], width=fig.CELL_WIDTH)
     fig.plot_confusion(probs, labels, threshold, out / made["confusion"], title=f"{name}: confusion matrix")
     if (out / "score_shift.png").is_file():
         made["score_shift"] = "score_shift.png"

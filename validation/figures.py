@@ -1,4 +1,10 @@
-"""Evaluation figures with stable names (the submission documents embed them by name)."""
+"""Evaluation figures with stable names (the submission documents embed them by name).
+
+Drawn in the one style of :mod:`cxr_device.figure_style`, at the size each is placed at: the
+curves that share a row of the documents' two-column grid (ROC, precision-recall, threshold,
+confusion, an assessment's reliability) at :data:`CELL_WIDTH`, the others at the text width; each
+saved as PNG with an SVG beside it, legends outside the data.
+"""
 from __future__ import annotations
 
 import shutil
@@ -7,6 +13,17 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from cxr_device.figure_style import (
+    CELL_HEIGHT,
+    CELL_WIDTH,
+    FULL_WIDTH,
+    PALETTE,
+    legend_outside,
+    new_figure,
+    save,
+    set_title,
+    styled,
+)
 from cxr_device.run_layout import TRAINING_CURVES
 
 from .calibration import reliability as calibration_table  # noqa: F401 - the table the calibration figure plots
@@ -24,20 +41,22 @@ FIGURES = {
 ROC_BAND_METHOD = "test: pointwise 95% band of sensitivity (patient bootstrap, percentile)"
 #: Radiologist F1 on NIH pneumonia in the CheXNet reader study (Rajpurkar et al., 2017).
 RADIOLOGIST_F1 = 0.387
-COLORS = {"val": "#2e6fa7", "test": "#c0392b", "internal": "#7f8c8d", "external": "#d35400"}
+COLORS = {"val": PALETTE[0], "test": PALETTE[1], "internal": PALETTE[2], "external": PALETTE[3]}
 NAMES = {"val": "validation", "test": "test", "internal": "internal test", "external": "external"}
 
 
 def _style(name: str) -> tuple[str, str]:
-    """(colour, label) of a named series; any other name gets the external colour and itself."""
-    return COLORS.get(name, COLORS["external"]), NAMES.get(name, name)
+    """(colour, label) of a named series (a key or a label of :data:`NAMES`); any other name gets
+    the external colour and itself."""
+    key = next((k for k, label in NAMES.items() if name in (k, label)), None)
+    return (COLORS[key], NAMES[key]) if key else (COLORS["external"], name)
 
 
-def _axes(title: str, size=(5.5, 5.0)):
-    fig = Figure(figsize=size)
+def _axes(title: str, width: float = CELL_WIDTH, height: float = CELL_HEIGHT) -> tuple[Figure, object]:
+    """A figure of the placed size with one axes, its title wrapped to the width."""
+    fig = new_figure(width, height)
     ax = fig.subplots()
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
+    set_title(ax, title)
     return fig, ax
 
 
@@ -47,23 +66,33 @@ def _pr_points(probs, labels):
     return tps / max(tps[-1], 1e-300), tps / np.maximum(tps + fps, 1e-300)
 
 
+@styled
 def plot_roc(splits: dict, band: dict | None, threshold: float, path: Path) -> None:
     fig, ax = _axes("ROC curve")
     if band:
         ax.fill_between(band["fpr"], np.clip(band["tpr_lo"], 0.0, 1.0), np.clip(band["tpr_hi"], 0.0, 1.0),
-                        color=COLORS["test"], alpha=0.2, label=ROC_BAND_METHOD)
+                        color=COLORS["test"], alpha=0.2, linewidth=0, label=ROC_BAND_METHOD)
     for name, (probs, labels, auroc) in splits.items():
         fpr, tpr = roc_points(ranking(probs, labels))
         ax.plot(fpr, tpr, color=COLORS[name], label=f"{NAMES[name]} (AUROC {auroc:.3f})")
         c = confusion(probs, labels, threshold)
         ax.plot(c["fp"] / max(c["fp"] + c["tn"], 1), c["tp"] / max(c["tp"] + c["fn"], 1), "o", color=COLORS[name])
     ax.plot([0, 1], [0, 1], ":", color="grey", label="chance")
+    _unit_square(ax)
     ax.set_xlabel("1 - specificity (false-positive rate)")
-    ax.set_ylabel("sensitivity (true-positive rate)")
-    ax.legend(loc="lower right", fontsize=8)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    ax.set_ylabel("sensitivity")
+    legend_outside(fig)
+    save(fig, path)
 
 
+def _unit_square(ax) -> None:
+    """Both axes from 0 to 1, in the same units."""
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_box_aspect(1)
+
+
+@styled
 def plot_pr(splits: dict, threshold: float, chosen_f1: float, path: Path, radiologist_f1: float | None) -> None:
     fig, ax = _axes("Precision-recall curve")
     recall_grid = np.linspace(0.01, 1, 200)
@@ -71,27 +100,27 @@ def plot_pr(splits: dict, threshold: float, chosen_f1: float, path: Path, radiol
         precision = f1 * recall_grid / (2 * recall_grid - f1)
         ok = (precision > 0) & (precision <= 1)
         ax.plot(recall_grid[ok], precision[ok], color="lightgrey", linewidth=0.8)
-        ax.annotate(f"F1={f1}", (recall_grid[ok][-1], precision[ok][-1]), fontsize=7, color="grey")
+        ax.annotate(f"F1={f1}", (recall_grid[ok][-1], precision[ok][-1]), xytext=(-2, 2), textcoords="offset points",
+                    ha="right", va="bottom", fontsize=7, color="grey")
     if radiologist_f1:
         precision = radiologist_f1 * recall_grid / (2 * recall_grid - radiologist_f1)
         ok = (precision > 0) & (precision <= 1)
-        ax.plot(recall_grid[ok], precision[ok], "--", color="#8e44ad",
+        ax.plot(recall_grid[ok], precision[ok], "--", color=PALETTE[4],
                 label=f"radiologist F1 {radiologist_f1} (CheXNet reader study)")
     for name, (probs, labels, ap) in splits.items():
         recall, precision = _pr_points(probs, labels)
         ax.step(recall, precision, where="post", color=COLORS[name], label=f"{NAMES[name]} (AP {ap:.3f})")
         c = confusion(probs, labels, threshold)
-        ax.plot(c["tp"] / max(c["tp"] + c["fn"], 1), c["tp"] / max(c["tp"] + c["fp"], 1), "o", color=COLORS[name],
-                markersize=8)
+        ax.plot(c["tp"] / max(c["tp"] + c["fn"], 1), c["tp"] / max(c["tp"] + c["fp"], 1), "o", color=COLORS[name])
     ax.plot([], [], "o", color="black", label=f"locked threshold {threshold:.3f} (validation F1 {chosen_f1:.3f})")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
+    _unit_square(ax)
     ax.set_xlabel("recall (sensitivity)")
     ax.set_ylabel("precision (PPV)")
-    ax.legend(loc="lower left", fontsize=7)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    legend_outside(fig)
+    save(fig, path)
 
 
+@styled
 def plot_threshold(probs: np.ndarray, labels: np.ndarray, threshold: float, path: Path, rule: str = "max F1") -> None:
     r = ranking(probs, labels)
     tps, fps = cumulative_counts(r)
@@ -99,50 +128,59 @@ def plot_threshold(probs: np.ndarray, labels: np.ndarray, threshold: float, path
     precision = tps / np.maximum(tps + fps, 1e-300)
     recall = tps / max(positives, 1e-300)
     f1 = 2 * tps / (tps + fps + positives)
-    fig, ax = _axes("Validation F1, precision and recall against threshold", size=(7, 4.2))
+    fig, ax = _axes("Validation F1, precision and recall against threshold")
     ax.plot(r.values, f1, label="F1", color="black")
     ax.plot(r.values, precision, label="precision (PPV)", color=COLORS["val"])
     ax.plot(r.values, recall, label="recall (sensitivity)", color=COLORS["test"])
     ax.axvline(threshold, linestyle="--", color="grey", label=f"locked threshold {threshold:.3f} ({rule})")
     ax.set_xlabel("threshold (positive when probability >= threshold)")
+    ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
-    ax.legend(fontsize=8)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    legend_outside(fig, ncols=2)
+    save(fig, path)
 
 
+@styled
 def plot_confusion(probs: np.ndarray, labels: np.ndarray, threshold: float, path: Path,
                    title: str = "Test confusion matrix") -> None:
     c = confusion(probs, labels, threshold)
     table = np.array([[c["tn"], c["fp"]], [c["fn"], c["tp"]]])
-    fig, ax = _axes(f"{title} at threshold {threshold:.3f}", size=(4.6, 4.2))
+    fig, ax = _axes(f"{title} at threshold {threshold:.3f}")
     ax.grid(False)
     ax.imshow(table, cmap="Blues")
     total = table.sum()
     for (i, j), value in np.ndenumerate(table):
-        ax.text(j, i, f"{int(value)}\n({100 * value / total:.1f}%)", ha="center", va="center",
+        ax.text(j, i, f"{int(value)}\n({100 * value / total:.1f}%)", ha="center", va="center", fontsize=8,
                 color="white" if value > table.max() / 2 else "black")
     ax.set_xticks([0, 1], ["no pneumonia", "pneumonia"])
-    ax.set_yticks([0, 1], ["no pneumonia", "pneumonia"])
+    ax.set_yticks([0, 1], ["no pneumonia", "pneumonia"], rotation=90, va="center")
     ax.set_xlabel("device decision")
     ax.set_ylabel("reference label")
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    save(fig, path)
 
 
-def plot_calibration(tables: dict, path: Path) -> None:
-    fig, ax = _axes("Calibration (reliability)")
+@styled
+def plot_calibration(tables: dict, path: Path, width: float = FULL_WIDTH) -> None:
+    """Observed frequency against mean predicted probability per bin, one line per table (named
+    ``"validation, before calibration"``, ``"test, after"``, or a set's name: coloured by the set,
+    dashed before calibration); the legend beside the plot at the text width, below it in a grid
+    cell (``width`` CELL_WIDTH)."""
+    full = width > CELL_WIDTH
+    fig, ax = _axes("Calibration (reliability)", width, 3.4 if full else CELL_HEIGHT)
     ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
     for name, rows in tables.items():
-        colour, label = _style(name)
-        ax.plot([r["mean_predicted"] for r in rows], [r["observed"] for r in rows], "o-", color=colour,
-                label=f"{label} (10 equal-width bins)")
-    ax.set_xlabel("mean predicted probability")
+        colour = _style(name.split(",")[0])[0]
+        ax.plot([r["mean_predicted"] for r in rows], [r["observed"] for r in rows],
+                "s--" if "before" in name else "o-", color=colour, label=name)
+    ax.set_xlabel("mean predicted probability (10 equal-width bins)")
     ax.set_ylabel("observed frequency of pneumonia")
-    ax.set_xlim(0, 1)
+    _unit_square(ax)
     ax.set_ylim(0, 1)
-    ax.legend(loc="upper left", fontsize=8)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    legend_outside(fig, "right" if full else "below")
+    save(fig, path)
 
 
+@styled
 def plot_operating_point(probs: np.ndarray, labels: np.ndarray, threshold: float, name: str, roc_path: Path,
                          pr_path: Path) -> None:
     """ROC and precision-recall curves of one set, each with the locked operating point marked."""
@@ -157,46 +195,49 @@ def plot_operating_point(probs: np.ndarray, labels: np.ndarray, threshold: float
     ax.plot(x, y, color=colour, label=name)
     ax.plot(fpr, sensitivity, "o", color="black", label=f"{point} (sens {sensitivity:.3f}, spec {1 - fpr:.3f})")
     ax.plot([0, 1], [0, 1], ":", color="grey", label="chance")
+    _unit_square(ax)
     ax.set_xlabel("1 - specificity (false-positive rate)")
-    ax.set_ylabel("sensitivity (true-positive rate)")
-    ax.legend(loc="lower right", fontsize=8)
-    fig.savefig(roc_path, dpi=120, bbox_inches="tight")
+    ax.set_ylabel("sensitivity")
+    legend_outside(fig)
+    save(fig, roc_path)
     fig, ax = _axes(f"Precision-recall curve: {name}")
     recall, prec = _pr_points(probs, labels)
     ax.step(recall, prec, where="post", color=colour, label=name)
     ax.plot(sensitivity, precision, "o", color="black", label=f"{point} (PPV {precision:.3f})")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
+    _unit_square(ax)
     ax.set_xlabel("recall (sensitivity)")
     ax.set_ylabel("precision (PPV)")
-    ax.legend(loc="lower left", fontsize=8)
-    fig.savefig(pr_path, dpi=120, bbox_inches="tight")
+    legend_outside(fig)
+    save(fig, pr_path)
 
 
-PAIRED_COLORS = {"baseline": "#7f8c8d", "candidate": "#c0392b"}
+PAIRED_COLORS = {"baseline": PALETTE[2], "candidate": PALETTE[1]}
 
 
+@styled
 def plot_paired_roc(curves: dict, labels: np.ndarray, title: str, path: Path) -> None:
     """ROC curves of two devices on the same cases, each with its locked operating point.
     ``curves``: name -> (probabilities, AUROC, (sensitivity, specificity) at its locked threshold)."""
-    fig, ax = _axes(title)
+    fig, ax = _axes(title, FULL_WIDTH, 3.8)
     for name, (probs, auroc, (sensitivity, specificity)) in curves.items():
         colour = PAIRED_COLORS.get(name, COLORS["external"])
         x, y = roc_points(ranking(probs, labels))
         ax.plot(x, y, color=colour, label=f"{name} (AUROC {auroc:.3f})")
-        ax.plot(1 - specificity, sensitivity, "o", color=colour, markersize=8, markeredgecolor="black",
+        ax.plot(1 - specificity, sensitivity, "o", color=colour, markersize=6, markeredgecolor="black",
                 label=f"{name} locked threshold (sens {sensitivity:.3f}, spec {specificity:.3f})")
     ax.plot([0, 1], [0, 1], ":", color="grey", label="chance")
+    _unit_square(ax)
     ax.set_xlabel("1 - specificity (false-positive rate)")
-    ax.set_ylabel("sensitivity (true-positive rate)")
-    ax.legend(loc="lower right", fontsize=8)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    ax.set_ylabel("sensitivity")
+    legend_outside(fig, "right")
+    save(fig, path)
 
 
+@styled
 def plot_score_shift(internal_probs: np.ndarray, internal_labels: np.ndarray, external_probs: np.ndarray,
                      external_labels: np.ndarray, threshold: float, path: Path) -> None:
     """Score histograms per class, internal test against the external set, the locked threshold marked."""
-    fig = Figure(figsize=(10, 4))
+    fig = new_figure(FULL_WIDTH, 3.0)
     axes = fig.subplots(1, 2, sharey=False)
     bins = np.linspace(0, 1, 26)
     for ax, label, title in zip(axes, (0, 1), ("reference: no pneumonia", "reference: pneumonia")):
@@ -210,14 +251,16 @@ def plot_score_shift(internal_probs: np.ndarray, internal_labels: np.ndarray, ex
         ax.set_title(title)
         ax.set_xlabel("device probability of pneumonia")
         ax.set_ylabel("density")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncols=1)  # each panel's own n, below it
+    save(fig, path)
 
 
 def copy_training_curves(model_dir: Path, out: Path) -> bool:
+    """Copy the training curves (PNG, and the SVG beside it when there is one) into ``out``."""
     source = model_dir / TRAINING_CURVES
-    if source.is_file():
-        shutil.copyfile(source, out / FIGURES["training"])
-        return True
-    return False
+    if not source.is_file():
+        return False
+    shutil.copyfile(source, out / FIGURES["training"])
+    if source.with_suffix(".svg").is_file():
+        shutil.copyfile(source.with_suffix(".svg"), (out / FIGURES["training"]).with_suffix(".svg"))
+    return True

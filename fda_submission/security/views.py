@@ -1,7 +1,7 @@
 """Security architecture views (``views.yaml``): the global system, multi-patient harm,
 updatability and security use cases, with every control and threat they name checked against
 the threat model, and the global system view drawn (zones as columns, nodes as boxes, flows as
-numbered arrows listed in a table beside it).
+numbered arrows listed in a table beside it) at the text width, in the figures' one style.
 """
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from importlib import resources
 from pathlib import Path
 
 from cxr_device.errors import CxrDeviceError
+from cxr_device.figure_style import FULL_WIDTH, new_figure, save, styled, wrapped
 from cxr_device.yaml_io import load_yaml
 
 VIEWS_FILE = "views.yaml"
 SECTIONS = ("global_system", "multi_patient", "updatability", "use_cases")
+BOX_W, BOX_H = 3.4, 1.0  # a node of the global view, in units of a zone's width (5)
 
 
 def views_path() -> Path:
@@ -52,19 +54,21 @@ def view_problems(views: dict, threat_model: dict) -> list[str]:
     return out
 
 
+@styled
 def draw_global_view(views: dict, path: str | Path) -> Path:
-    """Draw the global system view as a PNG (zones left to right, flows numbered as listed)."""
-    from matplotlib.figure import Figure
+    """Draw the global system view at the text width (zones left to right, flows numbered as
+    listed): ``path`` (PNG) and the SVG beside it."""
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
 
     system = views["global_system"]
     zones = system["zones"]
     column = {z["id"]: i for i, z in enumerate(zones)}
-    position = {n["id"]: (column[n["zone"]] * 5.0 + 2.5, int(n.get("row", i)) * 2.2 + 1.6)
+    position = {n["id"]: (column[n["zone"]] * 5.0 + 2.5, int(n.get("row", i)) * 2.2 + 1.8)
                 for i, n in enumerate(system["nodes"])}
     height = max(y for _, y in position.values()) + 1.4
-    figure = Figure(figsize=(len(zones) * 3.6, height * 0.75 + 0.6))
-    ax = figure.add_axes((0.01, 0.01, 0.98, 0.98))
+    inch = FULL_WIDTH / (len(zones) * 5.0)  # inches per unit, the same on both axes
+    figure = new_figure(FULL_WIDTH, height * inch + 0.1, layout=None)
+    ax = figure.add_axes((0.005, 0.005, 0.99, 0.99))
     ax.set_xlim(0, len(zones) * 5.0)
     ax.set_ylim(height, -0.2)
     ax.axis("off")
@@ -72,23 +76,32 @@ def draw_global_view(views: dict, path: str | Path) -> Path:
         x = column[z["id"]] * 5.0
         ax.add_patch(Rectangle((x + 0.1, 0.0), 4.8, height - 0.2, facecolor="#f4f6f7", edgecolor="#566573",
                                linestyle="--", linewidth=0.8))
-        ax.text(x + 2.5, 0.45, z["name"], ha="center", va="center", fontsize=8, fontweight="bold")
+        ax.text(x + 2.5, 0.55, wrapped(z["name"], 4.4 * inch, 8, em=0.68), ha="center", va="center", fontsize=8,
+                fontweight="bold")
     for n in system["nodes"]:
         x, y = position[n["id"]]
-        ax.add_patch(FancyBboxPatch((x - 2.0, y - 0.45), 4.0, 0.9, boxstyle="round,pad=0.05", facecolor="white",
-                                    edgecolor="#1b4f72", linewidth=0.9))
-        ax.text(x, y, n["name"], ha="center", va="center", fontsize=6.5, wrap=True)
-    rad = 0.15
+        ax.add_patch(FancyBboxPatch((x - BOX_W / 2, y - BOX_H / 2), BOX_W, BOX_H, boxstyle="round,pad=0.05",
+                                    facecolor="white", edgecolor="#1b4f72", linewidth=0.9))
+        ax.text(x, y, wrapped(n["name"], (BOX_W - 0.3) * inch, 7), ha="center", va="center", fontsize=7,
+                linespacing=1.1)
     for number, f in enumerate(system["flows"], 1):
-        (x1, y1), (x2, y2) = position[f["from"]], position[f["to"]]
+        (x1, y1), (x2, y2) = _ends(position[f["from"]], position[f["to"]])
         colour = "#b03a2e" if not f["controls"] else "#1e8449"
-        ax.add_patch(FancyArrowPatch((x1, y1), (x2, y2), arrowstyle="-|>", mutation_scale=10, linewidth=1.1,
-                                     color=colour, shrinkA=20, shrinkB=20, connectionstyle=f"arc3,rad={rad}"))
-        # the curve's middle (quadratic Bezier at t = 1/2; the y axis points down)
-        lx, ly = (x1 + x2) / 2 - rad * (y2 - y1) / 2, (y1 + y2) / 2 + rad * (x2 - x1) / 2
-        ax.text(lx, ly, str(number), fontsize=8, fontweight="bold", color=colour, ha="center", va="center",
+        ax.add_patch(FancyArrowPatch((x1, y1), (x2, y2), arrowstyle="-|>", mutation_scale=9, linewidth=1.0,
+                                     color=colour, shrinkA=1, shrinkB=1))
+        ax.text((x1 + x2) / 2, (y1 + y2) / 2, str(number), fontsize=7.5, fontweight="bold", color=colour, ha="center", va="center",
                 bbox={"boxstyle": "circle,pad=0.15", "facecolor": "white", "edgecolor": colour, "linewidth": 0.6})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png", dpi=120, metadata={"Software": None})
-    return path
+    return save(figure, path)
+
+
+def _ends(a: tuple[float, float], b: tuple[float, float]) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Where the arrow from the box centred at ``a`` to the one at ``b`` starts and ends: on the
+    facing sides (left/right between zones, bottom/top within one), so that it never crosses a
+    box's text, and off the middle by the direction, so that two flows between the same boxes
+    in opposite directions run side by side."""
+    (x1, y1), (x2, y2) = a, b
+    if x1 != x2:
+        side, shift = (BOX_W / 2, 0.2) if x2 > x1 else (-BOX_W / 2, -0.2)
+        return (x1 + side, y1 + shift), (x2 - side, y2 + shift)
+    side, shift = (BOX_H / 2, 0.4) if y2 > y1 else (-BOX_H / 2, -0.4)
+    return (x1 + shift, y1 + side), (x2 + shift, y2 - side)

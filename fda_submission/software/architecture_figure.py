@@ -1,8 +1,8 @@
 """The architecture diagram, drawn from the import graph (:mod:`.import_graph`), never by hand.
 
-Layout (:func:`layout`): one column per package, bottom of the import direction on the left
-(``cxr_device``, ``cxr_device.runtime``, ``validation``, ``fda_submission`` and its
-subpackages), one box per module; the modules inside the runtime boundary (what ``predict``,
+Layout (:func:`layout`): one column per package (continued in the next beyond :data:`MAX_ROWS`),
+bottom of the import direction on the left (``cxr_device``, ``cxr_device.runtime``,
+``validation``, ``fda_submission`` and its subpackages), one box per module; the modules inside the runtime boundary (what ``predict``,
 ``serve`` and ``assess`` load) come first in their column and sit on a shaded region. Thin
 lines are imports (dashed: lazy, inside a function). The interfaces are a column of their own on
 the left - the command line (every entry point) and the external formats and protocols the
@@ -12,12 +12,22 @@ Report (:data:`DATA_FLOW`); :func:`data_flow_problems` says when a step names a 
 definition that no longer exists, so a renamed function fails the check instead of leaving a
 stale diagram.
 
-SVG (text kept as text, fixed hash salt, no date) and PNG; the same graph gives the same bytes.
+Drawn in the figures' one style (:mod:`cxr_device.figure_style`) at the size of a landscape page,
+where the documents place it; SVG (text kept as text) and PNG, the same graph giving the same bytes.
 """
 from __future__ import annotations
 
 from itertools import pairwise
 from pathlib import Path
+
+from cxr_device.figure_style import (
+    LANDSCAPE_HEIGHT,
+    LANDSCAPE_WIDTH,
+    new_figure,
+    save,
+    styled,
+    wrapped,
+)
 
 #: One DICOM through the node: (module, name it defines, what happens there).
 DATA_FLOW: tuple[tuple[str, str, str], ...] = (
@@ -44,7 +54,10 @@ INTERFACES: tuple[tuple[str, frozenset[str]], ...] = (
 CLI = "command line (cxr-device)"
 COLUMN_ORDER = ("cxr_device", "cxr_device.runtime", "validation", "fda_submission", "fda_submission.software",
                 "fda_submission.security")
-BOX_W, BOX_H, ROW, COL = 2.5, 0.62, 0.8, 3.6
+#: A package with more modules than this continues in the next column.
+MAX_ROWS = 28
+BOX_W, BOX_H, ROW, COL = 3.25, 0.62, 0.8, 3.6
+INTERFACE_H = 1.3  # an interface box holds two lines
 RUNTIME_FILL, FLOW = "#d6eaf8", "#e67e22"
 
 
@@ -79,54 +92,61 @@ def interfaces(graph: dict, commands: dict[str, str] | None = None) -> list[dict
 
 
 def layout(graph: dict) -> dict:
-    """Box positions: ``{"columns": [{"package", "x", "modules"}], "boxes": {module: (x, y)},
-    "runtime_rows": {package: n}, "height"}`` (y grows downwards from 0)."""
+    """Box positions: ``{"columns": [{"package", "x", "modules", "runtime_rows", "continued"}],
+    "boxes": {module: (x, y)}, "height"}`` (y grows downwards from 0). A package's runtime modules
+    come first; one of more than :data:`MAX_ROWS` modules continues in the next column."""
     packages = [p for p in COLUMN_ORDER if p in graph["packages"]] + \
         sorted(p for p in graph["packages"] if p not in COLUMN_ORDER)
     by_package: dict[str, list[dict]] = {p: [] for p in packages}
     for m in graph["modules"]:
         by_package.setdefault(m["package"], []).append(m)
-    columns, boxes, runtime_rows = [], {}, {}
-    for index, package in enumerate(packages):
+    columns, boxes = [], {}
+    for package in packages:
         ordered = sorted(by_package[package], key=lambda m: (not m["runtime"], m["name"] != package, m["name"]))
-        x = (index + 1) * COL
-        for row, m in enumerate(ordered):
-            boxes[m["name"]] = (x, row * ROW)
-        runtime_rows[package] = sum(1 for m in ordered if m["runtime"])
-        columns.append({"package": package, "x": x, "modules": [m["name"] for m in ordered]})
+        for part, start in enumerate(range(0, max(len(ordered), 1), MAX_ROWS)):
+            chunk = ordered[start:start + MAX_ROWS]
+            x = (len(columns) + 1) * COL
+            for row, m in enumerate(chunk):
+                boxes[m["name"]] = (x, row * ROW)
+            columns.append({"package": package, "x": x, "modules": [m["name"] for m in chunk],
+                            "runtime_rows": sum(1 for m in chunk if m["runtime"]), "continued": part > 0})
     height = max((len(c["modules"]) for c in columns), default=1) * ROW
-    return {"columns": columns, "boxes": boxes, "runtime_rows": runtime_rows, "height": height}
+    return {"columns": columns, "boxes": boxes, "height": height}
 
 
+@styled
 def draw_architecture(graph: dict, out_dir: str | Path, name: str = "architecture",
                       commands: dict[str, str] | None = None) -> dict[str, Path]:
-    """Draw the diagram into ``out_dir`` as ``NAME.svg`` and ``NAME.png``; returns both paths."""
-    import matplotlib
-    from matplotlib.figure import Figure
+    """Draw the diagram into ``out_dir`` as ``NAME.png`` and ``NAME.svg``; returns both paths. It
+    is drawn at the size of a landscape page's text block (module names at 7 pt as printed)."""
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
 
     plan = layout(graph)
     boxes, height = plan["boxes"], plan["height"]
     links = interfaces(graph, commands)
     interface_y = {item["name"]: i * (height / max(len(links), 1)) for i, item in enumerate(links)}
-    width = (len(plan["columns"]) + 1) * COL + BOX_W
-    scale = 0.5  # inches per unit, the same on both axes
-    figure = Figure(figsize=(max(10.0, (width + BOX_W / 2 + 0.4) * scale), max(6.0, (height + 2.8) * scale)))
-    ax = figure.add_axes((0.01, 0.01, 0.98, 0.93))
-    ax.set_xlim(-BOX_W / 2 - 0.4, width)
-    ax.set_ylim(height + 0.6, -2.2)
+    width = (len(plan["columns"]) + 1) * COL - COL / 2
+    left, top = -BOX_W / 2 - 0.2, -2.6
+    figure = new_figure(LANDSCAPE_WIDTH, LANDSCAPE_HEIGHT, layout=None)
+    ax = figure.add_axes((0.0, 0.0, 1.0, 1.0))
+    ax.set_xlim(left, width)
+    ax.set_ylim(height, top)
     ax.axis("off")
+    unit = LANDSCAPE_WIDTH / (width - left)  # inches per unit across
     runtime_n = len(graph["runtime"])
     for column in plan["columns"]:
-        rows = plan["runtime_rows"][column["package"]]
-        if rows:
-            ax.add_patch(Rectangle((column["x"] - BOX_W / 2 - 0.15, -ROW / 2), BOX_W + 0.3, rows * ROW,
-                                   facecolor=RUNTIME_FILL, edgecolor="#2e86c1", linewidth=1.0, zorder=0))
-        ax.text(column["x"], -1.0, column["package"], ha="center", va="center", fontsize=9, fontweight="bold")
-    ax.text(0, -1.0, "interfaces", ha="center", va="center", fontsize=9, fontweight="bold")
-    ax.text(-BOX_W / 2 - 0.3, -1.85, f"Shaded: the runtime boundary, the {runtime_n} modules `predict`, `serve` and "
-            "`assess` can load. Lines: imports (dashed: inside a function). Orange, numbered: one DICOM from the "
-            "network to its Structured Report. Drawn from the source's import graph.", fontsize=8, va="center")
+        if column["runtime_rows"]:
+            ax.add_patch(Rectangle((column["x"] - BOX_W / 2 - 0.12, -ROW / 2), BOX_W + 0.24,
+                                   column["runtime_rows"] * ROW, facecolor=RUNTIME_FILL, edgecolor="#2e86c1",
+                                   linewidth=0.8, zorder=0))
+        title = column["package"].replace(".", ".\n") + ("\n(continued)" if column["continued"] else "")
+        ax.text(column["x"], -ROW / 2 - 0.15, title, ha="center", va="bottom", fontsize=7.5, fontweight="bold",
+                linespacing=1.05)
+    ax.text(0, -ROW / 2 - 0.15, "interfaces", ha="center", va="bottom", fontsize=7.5, fontweight="bold")
+    ax.text(left + 0.1, top + 0.1, wrapped(
+        f"Shaded: the runtime boundary, the {runtime_n} modules `predict`, `serve` and `assess` can load. Lines: "
+        "imports (dashed: inside a function). Orange, numbered: one DICOM from the network to its Structured "
+        "Report. Drawn from the source's import graph.", LANDSCAPE_WIDTH - 0.2, 7.5), fontsize=7.5, va="top")
 
     def anchor(module: str, towards: float) -> tuple[float, float]:
         x, y = boxes[module]
@@ -141,22 +161,23 @@ def draw_architecture(graph: dict, out_dir: str | Path, name: str = "architectur
         style = "arc3,rad=0.35" if sx == tx else "arc3,rad=0.0"
         if sx == tx:
             start, end = (sx + BOX_W / 2, boxes[edge["source"]][1]), (tx + BOX_W / 2, boxes[edge["target"]][1])
-        ax.add_patch(FancyArrowPatch(start, end, connectionstyle=style, arrowstyle="-|>", mutation_scale=5,
-                                     linewidth=0.35, linestyle="--" if edge["lazy"] else "-",
-                                     color="#2e4053" if inside else "#aab7b8", alpha=0.55 if inside else 0.35,
+        ax.add_patch(FancyArrowPatch(start, end, connectionstyle=style, arrowstyle="-|>", mutation_scale=4,
+                                     linewidth=0.3, linestyle="--" if edge["lazy"] else "-",
+                                     color="#2e4053" if inside else "#aab7b8", alpha=0.5 if inside else 0.3,
                                      zorder=1))
     for module, (x, y) in boxes.items():
         runtime = module in graph["runtime"]
         ax.add_patch(FancyBboxPatch((x - BOX_W / 2, y - BOX_H / 2), BOX_W, BOX_H, boxstyle="round,pad=0.02",
                                     facecolor="white", edgecolor="#1b4f72" if runtime else "#7f8c8d",
-                                    linewidth=0.9 if runtime else 0.5, zorder=2))
+                                    linewidth=0.8 if runtime else 0.4, zorder=2))
         label = module.rsplit(".", 1)[-1] + ("/" if any(c["package"] == module for c in plan["columns"]) else "")
-        ax.text(x, y, label, ha="center", va="center", fontsize=6.5, zorder=3)
+        ax.text(x, y, label, ha="center", va="center", fontsize=7, zorder=3)
     for item in links:
         y = interface_y[item["name"]]
-        ax.add_patch(FancyBboxPatch((-BOX_W / 2, y - BOX_H / 2), BOX_W, BOX_H, boxstyle="round,pad=0.02",
+        ax.add_patch(FancyBboxPatch((-BOX_W / 2, y - INTERFACE_H / 2), BOX_W, INTERFACE_H, boxstyle="round,pad=0.02",
                                     facecolor="#fef9e7", edgecolor="#b7950b", linewidth=0.8, zorder=2))
-        ax.text(0, y, item["name"], ha="center", va="center", fontsize=6, zorder=3)
+        ax.text(0, y, wrapped(item["name"], (BOX_W - 0.2) * unit, 7), ha="center", va="center", fontsize=7,
+                linespacing=1.05, zorder=3)
         for module in item["modules"]:
             if module in boxes:
                 mx, my = boxes[module]
@@ -167,16 +188,11 @@ def draw_architecture(graph: dict, out_dir: str | Path, name: str = "architectur
             continue
         (ax_, ay), (bx, by) = boxes[a], boxes[b]
         ax.add_patch(FancyArrowPatch((ax_, ay), (bx, by), connectionstyle="arc3,rad=0.25" if ax_ != bx else
-                                     "arc3,rad=0.6", arrowstyle="-|>", mutation_scale=9, linewidth=1.6,
-                                     color=FLOW, alpha=0.9, zorder=4, shrinkA=6, shrinkB=6))
+                                     "arc3,rad=0.6", arrowstyle="-|>", mutation_scale=8, linewidth=1.4,
+                                     color=FLOW, alpha=0.9, zorder=4, shrinkA=5, shrinkB=5))
         ax.text((ax_ + bx) / 2 + 0.15, (ay + by) / 2, str(number), color=FLOW, fontsize=8, fontweight="bold", zorder=5)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"svg": out / f"{name}.svg", "png": out / f"{name}.png"}
-    with matplotlib.rc_context({"svg.hashsalt": "cxr-device-architecture", "svg.fonttype": "none"}):
-        figure.savefig(paths["svg"], format="svg", metadata={"Date": None})
-        figure.savefig(paths["png"], format="png", dpi=110, metadata={"Software": None})
-    return paths
+    png = save(figure, Path(out_dir) / f"{name}.png")
+    return {"svg": png.with_suffix(".svg"), "png": png}
 
 
 def flow_rows() -> list[dict]:
