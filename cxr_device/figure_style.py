@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -67,6 +68,7 @@ STYLE: dict = {
     "path.simplify": True,
 }
 
+_SVG_ROOT = re.compile(rb'<svg[^>]*?\swidth="([0-9.]+)pt"\s+height="([0-9.]+)pt"')
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -122,6 +124,13 @@ def legend_outside(figure: Figure, where: str = "below", ncols: int = 1, axes=No
     room = figure.get_figwidth() / ncols - 0.4 if where == "below" else figure.get_figwidth() * 0.36
     figure.legend(handles, [wrapped(label, room) for label in labels], ncols=ncols,
                   loc="outside lower center" if where == "below" else "outside right upper")
+
+
+def svg_size(svg: bytes) -> tuple[float, float] | None:
+    """(width, height) in points that an SVG saved by :func:`save` was drawn at (``None`` when its
+    root element does not give them in points)."""
+    root = _SVG_ROOT.search(svg[:4000])
+    return (float(root.group(1)), float(root.group(2))) if root else None
 
 
 def save(figure: Figure, path: str | Path) -> Path:

@@ -214,9 +214,15 @@ def known_issues(context: dict[str, Any]) -> list[dict]:
             + (f"Relation to the DICOM inputs (profile: training_data.relation_to_dicom): {relation}" if relation
                else "How they relate to the DICOM inputs the device reads is not stated."),
             "cohort/cohort.csv, image headers")
-    flagged = [d for d in context["soup"] if d["constraint"]]
-    if flagged:
-        add("Licences that constrain distribution", "; ".join(f"{d['name']} {d['version']}: {d['licence']} "
-                                                              f"({d['constraint']})" for d in flagged) + ".",
-            context["sbom_name"])
+    kinds: dict[str, list[str]] = {}  # what each constrains -> the licences that do
+    for row in context["soup_licences"]:
+        if row["constraint"]:
+            kinds.setdefault(row["constraint"], []).append(row["licence"])
+    if kinds:
+        add("Licences that constrain distribution",
+            "Runtime distributions carry licences that constrain how the device may be distributed - "
+            + "; ".join(f"{kind}: " + ", ".join(f"{licence}" for licence in licences)  # f-strings keep the traces
+                        for kind, licences in kinds.items())
+            + ". Each distribution is listed with its licence in appendix B of the appendices (SOUP licences and "
+            "SOUP tables), to be reviewed before the device is distributed.", context["sbom_name"])
     return out

@@ -186,6 +186,16 @@ def _owner_fields(text: str, out: Finished) -> str:
     return _OWNER.sub(short, text)
 
 
+def short_markers(text: str) -> str:
+    """``text`` with each owner-field marker in its short form, ``[TBC: what]`` (as :func:`finish`
+    prints them; for text outside the documents' body, such as the page footer)."""
+    def short(match: re.Match) -> str:
+        owner = _OWNER.fullmatch(match.group(0))
+        return f"[TBC: {owner.group(1) if owner else match.group(1)}]"
+
+    return MARKER.sub(short, text)
+
+
 def owner_marker_count(text: str) -> int:
     """How many long owner-field markers a text still holds (none after :func:`finish`)."""
     return len(MARKER.findall(text))

@@ -47,6 +47,7 @@ from markupsafe import Markup, escape
 
 from cxr_device.console import output_dir, write_text
 from cxr_device.errors import CxrDeviceError
+from cxr_device.figure_style import FULL_WIDTH, svg_size
 
 from .completeness import MARKER, CompletenessItem, completeness_report
 from .consistency import Finding, check_claims, check_consistency
@@ -54,7 +55,8 @@ from .context import build_context
 from .document_control import DOCUMENTS
 from .evidence import traced_context, write_evidence
 from .flowchart import draw_flowchart
-from .layout import Finished, finish, placeholder
+from .layout import Finished, finish, placeholder, short_markers
+from .print_layout import PrintLayout
 from .profile import load_profile
 from .security.documentation import FIGURES as SECURITY_FIGURES
 from .security.documentation import draw_figures as draw_security_figures
@@ -306,7 +308,7 @@ def write_package(prepared: Prepared, out_dir: str | Path, formats: tuple[str, .
                                   Figures(figures_dir, names, html=True))
                 body_md = finish(body_md, code, document, prepared.recorder, html=True).text
                 page = _page(title, context, prepared.findings, markdown.markdown(
-                    body_md, extensions=["tables", "toc", "sane_lists", SafeLinks()]))
+                    body_md, extensions=["tables", "toc", "sane_lists", SafeLinks(), PrintLayout()]))
                 if "html" in formats:
                     written["html"].append(write_text(out / f"{document}.html", page))
                 if "pdf" in formats:
@@ -457,7 +459,8 @@ class SafeLinks(Extension):
 class Figures:
     """The figure helpers a template calls: ``figure(key, caption)`` and ``figure_grid([(key,
     caption), ...])`` (two columns in HTML). Each figure is numbered by the renderer; in HTML an
-    SVG is embedded when the run drew one (vector, legible at any size), else the PNG."""
+    SVG is embedded when the run drew one (vector, printed at the size it was drawn: the text
+    width, a grid cell, or a landscape page of its own), else the PNG, which fills its place."""
 
     def __init__(self, folder: Path | None, names: dict[str, str], html: bool):
         self.folder, self.names, self.html = folder, names, html
@@ -468,7 +471,7 @@ class Figures:
         label = placeholder("fig", key, define=True)
         if not self.html:
             return f"![{label}](figures/{self.names[key]})\n\n*{label}: {caption}*"
-        return self._tag(key, caption, "wide" if self._wide(key) else "")
+        return self._tag(key, caption, None)
 
     def grid(self, items) -> str | Markup:
         present = [(key, caption) for key, caption in items if key in self.names]
@@ -477,28 +480,31 @@ class Figures:
         cells = Markup("").join(self._tag(key, caption, "cell") for key, caption in present)
         return Markup('<div class="grid">{cells}</div>').format(cells=cells)
 
-    def _source(self, key: str) -> tuple[str, str]:
-        """(MIME type, base64) of the figure: its SVG beside the PNG when there is one."""
+    def _tag(self, key: str, caption: str, css: str | None) -> Markup:
         png = self.folder / self.names[key]
         svg = png.with_suffix(".svg")
-        if svg.is_file():
-            return "image/svg+xml", base64.b64encode(svg.read_bytes()).decode()
-        return "image/png", base64.b64encode(png.read_bytes()).decode()
+        data = svg.read_bytes() if svg.is_file() else png.read_bytes()
+        mime, raster = ("image/svg+xml", "") if svg.is_file() else ("image/png", ' class="raster"')
+        css = css or self._placement(key, data if not raster else None)
+        return Markup('<figure{w}><img{r} alt="{a}" src="data:{m};base64,{d}"><figcaption>{n}: {c}</figcaption>'
+                      "</figure>").format(w=Markup(f' class="{css}"' if css else ""), r=Markup(raster),
+                                          a=strip_marks(caption), c=caption, m=Markup(mime),
+                                          d=Markup(base64.b64encode(data).decode()),
+                                          n=Markup(placeholder("fig", key, define=True)))
 
-    def _tag(self, key: str, caption: str, css: str) -> Markup:
-        mime, data = self._source(key)
-        return Markup('<figure{w}><img alt="{a}" src="data:{m};base64,{d}"><figcaption>{n}: {c}</figcaption>'
-                      "</figure>").format(w=Markup(f' class="{css}"' if css else ""), a=strip_marks(caption), c=caption,
-                                          m=Markup(mime), d=Markup(data), n=Markup(placeholder("fig", key, define=True)))
-
-    def _wide(self, key: str) -> bool:
-        """The flowchart and figures twice as wide as high take the whole text width."""
+    def _placement(self, key: str, svg: bytes | None) -> str:
+        """``landscape`` for a drawing wider than the text, ``wide`` for one of the text's width
+        (and, from a PNG, the flowchart or a picture twice as wide as high), else nothing."""
+        size = svg_size(svg) if svg else None
+        if size:
+            inches = size[0] / 72
+            return "landscape" if inches > FULL_WIDTH + 0.5 else "wide" if inches > FULL_WIDTH - 0.5 else ""
         if key == "flowchart":
-            return True
+            return "wide"
         from PIL import Image
 
         with Image.open(self.folder / self.names[key]) as image:
-            return image.size[0] >= 1.8 * image.size[1]
+            return "wide" if image.size[0] >= 1.8 * image.size[1] else ""
 
 
 def _page(title: str, context: dict, findings: list[Finding], body: str) -> str:
@@ -506,10 +512,8 @@ def _page(title: str, context: dict, findings: list[Finding], body: str) -> str:
     profile = context["profile"]
     flags = ([BANNER] if context["synthetic"] else []) + ([FINDINGS_BANNER] if findings else [])
     banner = "".join(f'<div class="banner">{text}</div>' for text in flags[:1])
-    page_banner = f'@page {{ @top-center {{ content: "{" / ".join(flags)}"; color: #b03a2e; font-weight: bold; ' \
-                  'font-size: 8pt; } }' if flags else ""
-    footer = f'@page {{ @bottom-left {{ content: "{_css_text(control_id(context, title))}"; font-size: 7.5pt; ' \
-             'color: #566573; } }'
+    page_banner = f'@page {{ @top-center {{ content: "{" / ".join(flags)}"; }} }}' if flags else ""
+    footer = f'@page {{ @bottom-left {{ content: "{_css_text(control_id(context, title))}"; }} }}'  # styled in the CSS
     body = MARKER.sub(lambda m: f'<mark class="todo">{m.group(0)}</mark>', body)
     body = SHORT_MARKER.sub(lambda m: f'<mark class="todo">{m.group(0)}</mark>', body)  # [TBC: ...] (layout.finish)
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -518,11 +522,12 @@ def _page(title: str, context: dict, findings: list[Finding], body: str) -> str:
 
 
 def control_id(context: dict, title: str) -> str:
-    """``ID rev R, date - device sha256 prefix``: the footer of every printed page."""
+    """``ID rev R, date - device sha256 prefix``: the footer of every printed page; a field still
+    to fill prints as the documents print it, ``[TBC: what]``."""
     control = next(c for c in context["controls"].values() if c["title"] == title)
     text = f"{control['id']} rev {control['revision']}, {control['date']} - device.json sha256 " \
            f"{context['identity']['device_sha256'][:16]}"
-    return MARKER.sub("[TO BE COMPLETED]", text)
+    return short_markers(text)
 
 
 def _css_text(text: str) -> str:

@@ -1,6 +1,6 @@
 """The architecture diagram, drawn from the import graph (:mod:`.import_graph`), never by hand.
 
-Layout (:func:`layout`): one column per package (continued in the next beyond :data:`MAX_ROWS`),
+Layout (:func:`layout`): one column per package (a long one continued in the next, see :data:`MAX_COLUMNS`),
 bottom of the import direction on the left (``cxr_device``, ``cxr_device.runtime``,
 ``validation``, ``fda_submission`` and its subpackages), one box per module; the modules inside the runtime boundary (what ``predict``,
 ``serve`` and ``assess`` load) come first in their column and sit on a shaded region. Thin
@@ -54,8 +54,9 @@ INTERFACES: tuple[tuple[str, frozenset[str]], ...] = (
 CLI = "command line (cxr-device)"
 COLUMN_ORDER = ("cxr_device", "cxr_device.runtime", "validation", "fda_submission", "fda_submission.software",
                 "fda_submission.security")
-#: A package with more modules than this continues in the next column.
-MAX_ROWS = 28
+#: Columns the landscape page holds with module names at 7 pt (the interfaces' column included); a
+#: package continues in a next column when the tallest would otherwise not fit the page's height.
+MAX_COLUMNS, MIN_ROWS = 9, 20
 BOX_W, BOX_H, ROW, COL = 3.25, 0.62, 0.8, 3.6
 INTERFACE_H = 1.3  # an interface box holds two lines
 RUNTIME_FILL, FLOW = "#d6eaf8", "#e67e22"
@@ -94,17 +95,23 @@ def interfaces(graph: dict, commands: dict[str, str] | None = None) -> list[dict
 def layout(graph: dict) -> dict:
     """Box positions: ``{"columns": [{"package", "x", "modules", "runtime_rows", "continued"}],
     "boxes": {module: (x, y)}, "height"}`` (y grows downwards from 0). A package's runtime modules
-    come first; one of more than :data:`MAX_ROWS` modules continues in the next column."""
+    come first. The rows per column are the fewest (from :data:`MIN_ROWS`) for which the
+    packages, the long ones continued in a next column, fill at most :data:`MAX_COLUMNS`."""
     packages = [p for p in COLUMN_ORDER if p in graph["packages"]] + \
         sorted(p for p in graph["packages"] if p not in COLUMN_ORDER)
     by_package: dict[str, list[dict]] = {p: [] for p in packages}
     for m in graph["modules"]:
         by_package.setdefault(m["package"], []).append(m)
+    counts = [max(len(modules), 1) for modules in by_package.values()]
+    rows = next((r for r in range(MIN_ROWS, max(counts)) if sum(-(-n // r) for n in counts) < MAX_COLUMNS),
+                max(counts))
     columns, boxes = [], {}
-    for package in packages:
+    for package in by_package:
         ordered = sorted(by_package[package], key=lambda m: (not m["runtime"], m["name"] != package, m["name"]))
-        for part, start in enumerate(range(0, max(len(ordered), 1), MAX_ROWS)):
-            chunk = ordered[start:start + MAX_ROWS]
+        parts = -(-max(len(ordered), 1) // rows)
+        per = -(-max(len(ordered), 1) // parts)  # the same number in each part
+        for part in range(parts):
+            chunk = ordered[part * per:(part + 1) * per]
             x = (len(columns) + 1) * COL
             for row, m in enumerate(chunk):
                 boxes[m["name"]] = (x, row * ROW)
