@@ -106,8 +106,8 @@ def layout(graph: dict) -> dict:
     rows = next((r for r in range(MIN_ROWS, max(counts)) if sum(-(-n // r) for n in counts) < MAX_COLUMNS),
                 max(counts))
     columns, boxes = [], {}
-    for package in by_package:
-        ordered = sorted(by_package[package], key=lambda m: (not m["runtime"], m["name"] != package, m["name"]))
+    for package, modules in by_package.items():
+        ordered = sorted(modules, key=lambda m: (not m["runtime"], m["name"] != package, m["name"]))
         parts = -(-max(len(ordered), 1) // rows)
         per = -(-max(len(ordered), 1) // parts)  # the same number in each part
         for part in range(parts):
