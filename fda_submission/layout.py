@@ -30,7 +30,7 @@ QUOTED = re.compile("\ue007.*?\ue008", re.DOTALL)
 QUOTE_MARKS = re.compile("[\ue007\ue008]")
 #: Placeholders the figure, table and ref helpers print; numbered here.
 NUMBERING = re.compile("\ue004(NUM|REF):(fig|tab):([^\ue004]+)\ue004")
-_SECTION = re.compile(r"^## (?:(\d+|[A-Z])\.?\s)?(.*)$")
+_SECTION = re.compile(r"^## (?:(?:Appendix )?(\d+|[A-Z])\.?\s)?(.*)$")
 _OWNER = re.compile(r"\[TO BE COMPLETED: ([^\]\n]*?) \((profile: [^)\n]+|option [^)\n]+)\)\]")
 _KINDS = {"fig": "Figure", "tab": "Table"}
 
@@ -160,9 +160,8 @@ def _number(text: str) -> tuple[str, dict[str, str]]:
     lines = text.split("\n")
     for i, line in enumerate(lines):
         heading = _SECTION.match(line)
-        if heading and not line.startswith("###"):
-            section = heading.group(1) or section
-            counts = {}
+        if heading and not line.startswith("###") and (heading.group(1) or section) != section:
+            section, counts = heading.group(1), {}  # an unnumbered section continues the numbers
 
         def define(match: re.Match) -> str:
             kind, key = match.group(2), match.group(3)
