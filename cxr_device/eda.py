@@ -13,6 +13,7 @@ from typing import Annotated
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
 from pydantic import Field
 from tqdm import tqdm
 
@@ -245,6 +246,8 @@ def _images_per_patient(frame: pd.DataFrame):
     fig, ax = _figure(f"Images per patient ({len(per)} patients)")
     ax.bar(counts.index, counts.values, color=PALETTE[2])
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))  # 1, 10, 100: no small exponents
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("images per patient")
     ax.set_ylabel("patients (log scale)")
     return numbers, fig
