@@ -225,14 +225,15 @@ def test_profile_links_and_images_are_inert_in_the_html_documents(trained_run, t
         assert "Hostile" in page  # every document quotes the intended use
         assert not re.search("javascript:", page, re.IGNORECASE)
         assert 'src="http' not in page and "<script" not in page and "<b " not in page
-        # only embedded PNG figures: no other data URL (a MIME type or a bare comma after "data:"), while
-        # Python signatures and prose in the generated documents may say "data: bytes"
-        assert re.findall(r"data:(?!image/png;base64,)(?:[a-z]+/[^\s,;]*)?[;,]", page, re.IGNORECASE) == []
+        # only the renderer's own figures, embedded as SVG (or PNG): no other data URL (a MIME type or a
+        # bare comma after "data:"), while Python signatures and prose in the documents may say "data: bytes"
+        assert re.findall(r"data:(?!image/(?:png|svg\+xml);base64,)(?:[a-z]+/[^\s,;]*)?[;,]", page,
+                          re.IGNORECASE) == []
         assert re.findall(r'href="(?!https?:|mailto:|#)', page) == []
     description = (tmp_path / "docs" / "algorithm_description.html").read_text()
     assert "<span>click</span>" in description and "<span>t</span>" in description  # the words stay
     assert '<a href="https://example.com/ok">link</a>' in description
-    assert 'src="data:image/png;base64,' in description  # the run's own figures are still there
+    assert 'src="data:image/svg+xml;base64,' in description  # the run's own figures are still there
     assert "&lt;img src=http://example.com/a.png&gt;" in description  # raw HTML shown, not run
 
 
