@@ -7,12 +7,14 @@ Markdown cannot express; :class:`PrintLayout` adds them while the document is co
   ``|---|---|``) loses its header row and gets the class ``kv``;
 * a table of at most :data:`SHORT_TABLE_ROWS` rows gets ``short`` (printed on one page);
 * a cell that says only fail, failed or not met (:data:`FAIL_WORDS`) gets ``fail``, and a short
-  cell with a number in it gets ``num`` (not wrapped: a number never breaks across lines);
+  cell of numbers gets ``num`` (not wrapped: a number never breaks across lines);
 * the numbered caption before a table (``Table 6-1: ...``) gets ``caption`` and a paragraph
   that is one bold phrase (``**Revision history**``) gets ``lead``: each is kept with what follows;
 * inline code - file paths, test node ids, dotted names, hashes - gets a ``<wbr>`` break
   opportunity after ``/``, ``::``, a ``_`` or ``.`` inside a name, and every 16 characters of a
-  hash, so that it wraps at those points rather than anywhere.
+  hash, so that it wraps at those points rather than anywhere; so does a word of
+  :data:`LONG_WORD` characters or more in a table cell (a module name, a UID), which would
+  otherwise widen its column past the page.
 
 Only attributes and ``<wbr>`` are added: no text changes, so the traced numbers
 (``<span class="tn">``) read back by ``submission --verify`` are untouched.
@@ -29,9 +31,10 @@ from markdown.util import AtomicString
 
 #: A table of at most this many body rows is printed whole (moved to the next page if need be).
 SHORT_TABLE_ROWS = 12
-#: A cell of at most this many characters with a digit in it (a number, a count, ``8 / 2 / 34 / 3``)
-#: is kept on one line.
+#: A cell of at most this many characters of numbers (``0.727 (8/11)``, ``8 / 2 / 34 / 3``,
+#: ``23.4%``) is kept on one line.
 SHORT_NUMBER = 18
+NUMERIC = re.compile(r"[\d\s.,;:%()/+<>=-]+")
 #: Cell texts marked as a failure (compared in lower case, the whole cell).
 FAIL_WORDS = frozenset({"fail", "failed", "fails", "not met"})
 #: The caption paragraph the renderer prints before a table (fda_submission.layout numbers it).
@@ -39,6 +42,9 @@ CAPTION = re.compile(r"(?:Table|Figure) [0-9A-Z]+-\d+: ")
 #: Where inline code may wrap: after a path, name or list separator, or inside a long hash.
 _BREAK_AFTER = re.compile(r"(::|/|[_.](?=\w))")
 _HASH = re.compile(r"[0-9a-f]{32,}")
+#: A word in a table cell this long or longer gets the same break opportunities as code.
+LONG_WORD = 16
+_LONG = re.compile(rf"\S{{{LONG_WORD},}}")
 _WBR = "\ue00a"  # placeholder in the tree, replaced by <wbr> in the serialized HTML
 _STASHED = re.compile("\x02[^\x03]*\x03")  # Python-Markdown's placeholders of raw inline HTML
 
@@ -69,10 +75,11 @@ class _Tables(Treeprocessor):
             if body is None or len(body) <= SHORT_TABLE_ROWS:
                 _add_class(table, "short")
             for cell in table.iter("td"):
+                _break_long_words(cell)
                 text = cell_text(cell)
                 if text.lower() in FAIL_WORDS:
                     _add_class(cell, "fail")
-                if len(text) <= SHORT_NUMBER and any(c.isdigit() for c in text):
+                if len(text) <= SHORT_NUMBER and NUMERIC.fullmatch(text) and any(c.isdigit() for c in text):
                     _add_class(cell, "num")
         for paragraph in root.iter("p"):
             children = list(paragraph)
@@ -86,6 +93,21 @@ class _Tables(Treeprocessor):
         for code in root.iter("code"):
             if id(code) not in blocks and code.text and not len(code):
                 code.text = AtomicString(breakable(code.text))
+
+
+def _long_words(text: str) -> str:
+    """``text`` with break opportunities in its long words, except a word that touches raw HTML
+    (a traced number's span: printed exactly as traced)."""
+    return _LONG.sub(lambda m: m.group(0) if _STASHED.search(m.group(0)) else breakable(m.group(0)), text)
+
+
+def _break_long_words(cell: ET.Element) -> None:
+    """Break opportunities in the long words of a cell's own text (code has its own)."""
+    for element in cell.iter():
+        if element.tag != "code" and element.text and not isinstance(element.text, AtomicString):
+            element.text = _long_words(element.text)
+        if element is not cell and element.tail:
+            element.tail = _long_words(element.tail)
 
 
 class _Breaks(Postprocessor):

@@ -153,7 +153,9 @@ def test_post_processing_marks_tables_captions_and_breaks_without_changing_text(
 
     text = ("| | |\n|---|---|\n| document | **AD**, <span class=\"tn\" data-trace=\"AD-1\">3</span> |\n"
             "| hash | `" + "ab" * 32 + "` |\n\n*Table 1-1: Results*\n\n| test | status |\n|---|---|\n"
-            "| `tests/test_x.py::test_a` | failed |\n| &lt;script&gt; | pass |\n\n**Revision history**\n\n"
+            "| `tests/test_x.py::test_a` | failed |\n| &lt;script&gt; | pass |\n"
+            "| module_with_a_long_name | <span class=\"tn\" data-trace=\"AD-2\">1.2.840.10008.5.1.4</span> |\n\n"
+            "**Revision history**\n\n"
             "| r |\n|---|\n" + "| 1 |\n" * 13)
     page = markdown.markdown(text, extensions=["tables", PrintLayout()])
     assert page.count("<thead>") == 2 and '<table class="kv short">' in page  # the empty header row is gone
@@ -163,6 +165,8 @@ def test_post_processing_marks_tables_captions_and_breaks_without_changing_text(
     assert '<p class="lead"><strong>Revision history</strong></p>' in page
     assert "<code>tests/<wbr>test_<wbr>x.<wbr>py::<wbr>test_<wbr>a</code>" in page
     assert "<code>" + "<wbr>".join(["ab" * 8] * 4) + "</code>" in page  # a hash in groups of 16
+    assert "<td>module_<wbr>with_<wbr>a_<wbr>long_<wbr>name</td>" in page  # a long word in a cell, too
+    assert '<span class="tn" data-trace="AD-2">1.2.840.10008.5.1.4</span>' in page  # but never a traced one
     assert page.count('<table class="short">') == 1  # 13 rows: not short
 
 
