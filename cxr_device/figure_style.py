@@ -1,11 +1,13 @@
 """The one look of every figure: a matplotlib style, the sizes figures are drawn at, how they are saved.
 
-Every figure is drawn at the size the documents place it at - the text width (:data:`FULL_WIDTH`)
-or one cell of the two-column grid (:data:`CELL_WIDTH`) - so that the sizes of :data:`STYLE` are
-the printed sizes: no text is smaller than :data:`MIN_TEXT_PT`. Legends go beside or below the
-data (:func:`legend_outside`), never on it; long titles and entries are wrapped (:func:`wrapped`). :func:`save` writes the PNG (:data:`PNG_DPI`) and an SVG
-beside it, which the HTML and PDF embed; both are byte-identical for the same drawing (no date,
-no software version in the PNG, a fixed SVG hash salt, the text of the SVG kept as text).
+Every figure is drawn at the size the documents place it at - the text width (:data:`FULL_WIDTH`),
+one cell of the two-column grid (:data:`CELL_WIDTH`) or a landscape page (:data:`LANDSCAPE_WIDTH`)
+- so that the sizes of :data:`STYLE` are the printed sizes: no text is smaller than
+:data:`MIN_TEXT_PT`. Legends go beside or below the data (:func:`legend_outside`), never on it;
+long titles and entries are wrapped (:func:`wrapped`, :func:`set_title`). :func:`save` writes
+the PNG (:data:`PNG_DPI`) and an SVG beside it, which the HTML and PDF embed; both are
+byte-identical for the same drawing (no date, no software version in the PNG, a fixed SVG hash
+salt, the text of the SVG kept as text).
 
 Usage: decorate a function that draws with :func:`styled`, or draw inside ``with style():`` (the
 style must apply while the figure is made: text sizes are fixed when text is created); make the
