@@ -136,6 +136,6 @@ def test_missing_or_altered_evidence_and_a_changed_run_are_named(package):
         data = json.loads(saved)
         data["splits"]["test"]["auroc"]["value"] = 0.123456
         metrics.write_text(json.dumps(data))
-        assert any(f.kind in ("not-the-run", "number") for f in verify_package(pkg, run))
+        assert any(f.kind in ("not-the-run", "number") for f in verify_package(pkg, run, profile=_default_profile()))
     finally:
         metrics.write_text(saved)
