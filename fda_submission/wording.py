@@ -7,6 +7,7 @@ the sets), so a caption cannot describe another figure.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 SPLIT_WORDS = {"val": "the internal validation split", "test": "the internal test split",
@@ -138,7 +139,7 @@ def assessment_view(a) -> dict:
                            f"this set; the dashed line is the locked threshold {t:.3g}",
         }
     pv = a.get("predictive_values_at_intended_prevalence")
-    if pv and isinstance(pv.get("ppv"), dict):  # an assessment.json of the nested layout {"ppv": {"value", "bounds"}}
+    if pv and isinstance(pv.get("ppv"), Mapping):  # an assessment.json of the nested layout {"ppv": {"value", "bounds"}}
         pv = {"prevalence": pv["prevalence"], "method": pv["method"],
               "ppv": pv["ppv"]["value"], "ppv_ci95": pv["ppv"]["bounds"],
               "npv": pv["npv"]["value"], "npv_ci95": pv["npv"]["bounds"]}
