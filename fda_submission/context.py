@@ -140,6 +140,7 @@ def build_context(run_dir: str | Path, profile: dict, junit_rows: list | None = 
         "identity": identity.as_dict(),
         "issue_date": {"text": date.text, "source": date.source},
         "controls": controls(profile, date),
+        "guidance_map": guidance_map(),
         "rules": [{"id": r.id, "attributes": " or ".join(r.attributes), "expected": r.expected(),
                    "severity": r.severity, "message": r.message} for r in rules.rules],
         "rules_set": rules,
@@ -198,6 +199,18 @@ def build_context(run_dir: str | Path, profile: dict, junit_rows: list | None = 
     context["security"] = cybersecurity(context, junit)
     # --- end software documentation and cybersecurity ---------------------------------------------
     return context
+
+
+GUIDANCE_MAP = "guidance_map.yaml"
+
+
+def guidance_map() -> list[dict]:
+    """Where each element FDA's guidances ask for is in the package (``guidance_map.yaml``)."""
+    from importlib import resources
+
+    from cxr_device.yaml_io import load_yaml
+
+    return load_yaml(Path(str(resources.files("fda_submission") / GUIDANCE_MAP)), "guidance map")
 
 
 def planning_values(test: dict) -> dict[str, float]:
