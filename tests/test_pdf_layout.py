@@ -19,7 +19,7 @@ from fda_submission.document_control import DOCUMENTS, LONG_DOCUMENTS
 weasyprint = pytest.importorskip("weasyprint", reason="the PDF layout needs WeasyPrint (pip install 'cxr-device[pdf]')")
 from weasyprint.formatting_structure import boxes  # after the skip
 
-pytestmark = pytest.mark.requirement("REQ-DOC-008")
+pytestmark = pytest.mark.requirement("REQ-DOC-010")
 
 CAPTION = re.compile(r"\b(Figure|Table) ([0-9A-Z]+-\d+): ")
 HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
