@@ -6,15 +6,18 @@ Markdown cannot express; :class:`PrintLayout` adds them while the document is co
 * a table whose header cells are all empty (a key-value table, written ``| | |`` then
   ``|---|---|``) loses its header row and gets the class ``kv``;
 * a table of at most :data:`SHORT_TABLE_ROWS` rows gets ``short`` (printed on one page);
-* a cell that says only fail, failed or not met (:data:`FAIL_WORDS`) gets ``fail``, and a short
-  cell of numbers gets ``num`` (not wrapped: a number never breaks across lines);
+* a cell that says only fail, failed or not met (:data:`FAIL_WORDS`) gets ``fail``; a short
+  cell of numbers gets ``num`` and a cell that is one identifier (:data:`IDENTIFIER`:
+  ``REQ-INPUT-001``, ``HAZ-01``) gets ``word``: neither is wrapped, so a number or an identifier
+  never breaks across lines (an identifier at its hyphen, in a narrow column);
 * the numbered caption before a table (``Table 6-1: ...``) gets ``caption`` and a paragraph
   that is one bold phrase (``**Revision history**``) gets ``lead``: each is kept with what follows;
 * inline code - file paths, test node ids, dotted names, hashes - gets a ``<wbr>`` break
   opportunity after ``/``, ``::``, a ``_`` or ``.`` inside a name, and every 16 characters of a
   hash, so that it wraps at those points rather than anywhere; so does a word of
   :data:`LONG_WORD` characters or more in a table cell (a module name, a UID), which would
-  otherwise widen its column past the page.
+  otherwise widen its column past the page. (The stylesheet leaves code at ``overflow-wrap:
+  normal``: with ``break-word`` WeasyPrint breaks a code span mid-name before it uses a ``<wbr>``.)
 
 Only attributes and ``<wbr>`` are added: no text changes, so the traced numbers
 (``<span class="tn">``) read back by ``submission --verify`` are untouched.
@@ -35,6 +38,8 @@ SHORT_TABLE_ROWS = 12
 #: ``23.4%``) is kept on one line.
 SHORT_NUMBER = 18
 NUMERIC = re.compile(r"[\d\s.,;:%()/+<>=-]+")
+#: A cell that is one identifier (``REQ-INPUT-001``, ``HAZ-01``, ``CT-05``): kept on one line.
+IDENTIFIER = re.compile(r"[A-Z][A-Z0-9]*(?:-[A-Z0-9]+){1,3}")
 #: Cell texts marked as a failure (compared in lower case, the whole cell).
 FAIL_WORDS = frozenset({"fail", "failed", "fails", "not met"})
 #: The caption paragraph the renderer prints before a table (fda_submission.layout numbers it).
@@ -81,6 +86,8 @@ class _Tables(Treeprocessor):
                     _add_class(cell, "fail")
                 if len(text) <= SHORT_NUMBER and NUMERIC.fullmatch(text) and any(c.isdigit() for c in text):
                     _add_class(cell, "num")
+                elif IDENTIFIER.fullmatch(text):
+                    _add_class(cell, "word")
         for paragraph in root.iter("p"):
             children = list(paragraph)
             if (paragraph.text or "").strip() or len(children) != 1 or (children[0].tail or "").strip():

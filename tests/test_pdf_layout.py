@@ -157,7 +157,7 @@ def test_post_processing_marks_tables_captions_and_breaks_without_changing_text(
 
     text = ("| | |\n|---|---|\n| document | **AD**, <span class=\"tn\" data-trace=\"AD-1\">3</span> |\n"
             "| hash | `" + "ab" * 32 + "` |\n\n*Table 1-1: Results*\n\n| test | status |\n|---|---|\n"
-            "| `tests/test_x.py::test_a` | failed |\n| &lt;script&gt; | pass |\n"
+            "| `tests/test_x.py::test_a` | failed |\n| &lt;script&gt; | pass |\n| REQ-INPUT-001 | verified |\n"
             "| module_with_a_long_name | <span class=\"tn\" data-trace=\"AD-2\">1.2.840.10008.5.1.4</span> |\n\n"
             "**Revision history**\n\n"
             "| r |\n|---|\n" + "| 1 |\n" * 13)
@@ -165,6 +165,7 @@ def test_post_processing_marks_tables_captions_and_breaks_without_changing_text(
     assert page.count("<thead>") == 2 and '<table class="kv short">' in page  # the empty header row is gone
     assert '<span class="tn" data-trace="AD-1">3</span>' in page  # the traced number, as verify reads it
     assert '<td class="fail">failed</td>' in page and "<td>pass</td>" in page and "&lt;script&gt;" in page
+    assert '<td class="word">REQ-INPUT-001</td>' in page  # an identifier is not broken at its hyphens
     assert '<p class="caption"><em>Table 1-1: Results</em></p>' in page
     assert '<p class="lead"><strong>Revision history</strong></p>' in page
     assert "<code>tests/<wbr>test_<wbr>x.<wbr>py::<wbr>test_<wbr>a</code>" in page
@@ -219,3 +220,26 @@ def test_legends_are_outside_the_data(monkeypatch, tmp_path):
         assert all(ax.get_legend() is None and not legend.overlaps(ax.get_window_extent()) for ax in figure.axes)
     lines = drawn[0].axes[0].get_lines()[1:]  # the four calibration curves: two colours, dashed before
     assert len({line.get_color() for line in lines}) == 2 and len({line.get_linestyle() for line in lines}) == 2
+
+
+def test_a_long_test_name_in_a_narrow_column_wraps_only_at_its_separators():
+    """WeasyPrint breaks a code span with ``overflow-wrap: break-word`` mid-name before it uses a
+    ``<wbr>`` (seen in the traceability matrix: ``..._the_te`` / ``rminal``); the stylesheet and
+    the break opportunities together wrap it after an underscore, and keep an identifier whole."""
+    import markdown
+
+    from fda_submission.print_layout import PrintLayout
+
+    css = (Path(__file__).parents[1] / "fda_submission" / "templates" / "document.css").read_text()
+    name = "test_escape_codes_in_header_values_never_reach_the_terminal"
+    body = markdown.markdown("| requirement | text | verifying tests (result) |\n|---|---|---|\n"
+                             f"| REQ-INPUT-002 | Text taken from inputs is escaped wherever it is written | `{name}` "
+                             "(1/1 passed) |\n", extensions=["tables", PrintLayout()])
+    document = weasyprint.HTML(string=f"<html><head><style>{css} @page {{ size: 11cm 12cm; margin: 1cm }}"
+                               f"</style></head><body><main>{body}</main></body></html>").render()
+    lines = ["".join(b.text for b in _walk(line) if isinstance(b, boxes.TextBox)).replace("\u200b", "")
+             for page in document.pages for line in _walk(page._page_box) if isinstance(line, boxes.LineBox)]
+    parts = [line for line in lines if line and line.split(" ")[0] in name and len(line.split(" ")[0]) > 2]
+    assert len(parts) > 1 and "".join(p.split(" ")[0] for p in parts) == name  # wrapped, and nothing lost
+    assert all(p.endswith("_") for p in parts[:-1]), parts
+    assert "REQ-INPUT-002" in lines  # on one line
