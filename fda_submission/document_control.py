@@ -32,7 +32,7 @@ DOCUMENTS: dict[str, tuple[str, str]] = {
     "appendices": ("APP", "Appendices: provenance, SOUP and SBOM, traceability"),
 }
 #: Documents long enough to open with a contents list.
-LONG_DOCUMENTS = frozenset({"algorithm_description", "validation_plan", "appendices", "risk_management",
+LONG_DOCUMENTS = frozenset({"algorithm_description", "validation_plan", "appendices", "risk_management", "usability",
                             "software_documentation", "cybersecurity"})
 
 

@@ -28,13 +28,20 @@ class DeviceIdentity:
 
     @property
     def text(self) -> str:
-        """``Name version (device.json sha256 <64 hex>)``: how every document names the device."""
+        """``Name version (device.json sha256 <64 hex>)``: the device named in full, where no front
+        matter states its hash (the provenance file, a record written outside the documents)."""
         return f"{self.name} {self.version} (device.json sha256 {self.device_sha256})"
+
+    @property
+    def label(self) -> str:
+        """``Name version``: how a document's text names the device; the hash is in the document's
+        front matter, once (issue 23: a 64-character hash two to four times on the first screen)."""
+        return f"{self.name} {self.version}"
 
     def as_dict(self) -> dict:
         return {"name": self.name, "version": self.version, "device_sha256": self.device_sha256,
                 "weights_sha256": self.weights_sha256, "rules_sha256": self.rules_sha256,
-                "package_version": self.package_version, "text": self.text}
+                "package_version": self.package_version, "text": self.text, "label": self.label}
 
 
 def device_identity(device_json: Path, device: dict, profile: dict) -> DeviceIdentity:
