@@ -10,6 +10,8 @@ Markdown cannot express; :class:`PrintLayout` adds them while the document is co
   cell of numbers gets ``num`` and a cell that is one identifier (:data:`IDENTIFIER`:
   ``REQ-INPUT-001``, ``HAZ-01``) gets ``word``: neither is wrapped, so a number or an identifier
   never breaks across lines (an identifier at its hyphen, in a narrow column);
+* a block quote holding a list (a draft's open findings) gets ``findings``: unlike a banner, it
+  may run over a page, between its items;
 * the numbered caption before a table (``Table 6-1: ...``) gets ``caption`` and a paragraph
   that is one bold phrase (``**Revision history**``) gets ``lead``: each is kept with what follows;
 * inline code - file paths, test node ids, dotted names, hashes - gets a ``<wbr>`` break
@@ -96,6 +98,9 @@ class _Tables(Treeprocessor):
                 _add_class(paragraph, "caption")
             elif children[0].tag == "strong":
                 _add_class(paragraph, "lead")
+        for quote in root.iter("blockquote"):
+            if quote.find("ul") is not None:  # a list of findings: may run over a page, item by item
+                _add_class(quote, "findings")
         blocks = {id(code) for pre in root.iter("pre") for code in pre.iter("code")}  # keep their lines
         for code in root.iter("code"):
             if id(code) not in blocks and code.text and not len(code):
