@@ -21,6 +21,9 @@ Markdown cannot express; :class:`PrintLayout` adds them while the document is co
   otherwise widen its column past the page. (The stylesheet leaves code at ``overflow-wrap:
   normal``: with ``break-word`` WeasyPrint breaks a code span mid-name before it uses a ``<wbr>``.)
 
+In a contents list, a section of more than :data:`CONTENTS_ENTRIES` subsections (the software
+requirements, the modules) is listed without them.
+
 Only attributes and ``<wbr>`` are added: no text changes, so the traced numbers
 (``<span class="tn">``) read back by ``submission --verify`` are untouched.
 """
@@ -42,6 +45,8 @@ SHORT_NUMBER = 18
 NUMERIC = re.compile(r"[\d\s.,;:%()/+<>=-]+")
 #: A cell that is one identifier (``REQ-INPUT-001``, ``HAZ-01``, ``CT-05``): kept on one line.
 IDENTIFIER = re.compile(r"[A-Z][A-Z0-9]*(?:-[A-Z0-9]+){1,3}")
+#: A section of more subsections than this is listed in a contents list without them.
+CONTENTS_ENTRIES = 20
 #: Cell texts marked as a failure (compared in lower case, the whole cell).
 FAIL_WORDS = frozenset({"fail", "failed", "fails", "not met"})
 #: The caption paragraph the renderer prints before a table (fda_submission.layout numbers it).
@@ -122,6 +127,21 @@ def _break_long_words(cell: ET.Element) -> None:
             element.tail = _long_words(element.tail)
 
 
+class _Contents(Treeprocessor):
+    """A section with more than :data:`CONTENTS_ENTRIES` subsections is listed alone in the contents
+    list (its sixty requirements or seventeen modules would fill pages of it)."""
+
+    def run(self, root: ET.Element) -> None:
+        for toc in root.iter("div"):
+            if "toc" not in toc.get("class", "").split():
+                continue
+            for document in toc.iterfind("ul/li"):  # the title; its sections and their subsections below
+                for section in document.iterfind("ul/li"):
+                    sub = section.find("ul")
+                    if sub is not None and len(sub) > CONTENTS_ENTRIES:
+                        section.remove(sub)
+
+
 class _Breaks(Postprocessor):
     def run(self, text: str) -> str:
         return text.replace(_WBR, "<wbr>")
@@ -132,4 +152,5 @@ class PrintLayout(Extension):
 
     def extendMarkdown(self, md) -> None:  # Python-Markdown's name for the hook
         md.treeprocessors.register(_Tables(md), "cxr_print_layout", 4)  # after SafeLinks (5)
+        md.treeprocessors.register(_Contents(md), "cxr_contents", 3)  # after the contents list is made (toc, 5)
         md.postprocessors.register(_Breaks(md), "cxr_breaks", 5)  # after raw HTML is put back (30)

@@ -243,3 +243,16 @@ def test_a_long_test_name_in_a_narrow_column_wraps_only_at_its_separators():
     assert len(parts) > 1 and "".join(p.split(" ")[0] for p in parts) == name  # wrapped, and nothing lost
     assert all(p.endswith("_") for p in parts[:-1]), parts
     assert "REQ-INPUT-002" in lines  # on one line
+
+
+def test_a_contents_list_leaves_out_the_subsections_of_a_section_that_has_too_many():
+    import markdown
+
+    from fda_submission.print_layout import CONTENTS_ENTRIES, PrintLayout
+
+    many = "".join(f"### REQ-X-{i:03d}\n\ntext\n\n" for i in range(CONTENTS_ENTRIES + 1))
+    text = f"# Title\n\n[TOC]\n\n## 1. Few\n\n### 1.1 One\n\n## 2. Many\n\n{many}## 3. Last\n"
+    page = markdown.markdown(text, extensions=["toc", PrintLayout()])
+    toc = re.search(r'<div class="toc">(.*?)</div>', page, re.DOTALL).group(1)
+    assert all(f'href="#{a}"' in toc for a in ("1-few", "11-one", "2-many", "3-last"))
+    assert "req-x-000" not in toc and '<h3 id="req-x-000">' in page  # listed no more, still in the text
