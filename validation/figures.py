@@ -101,7 +101,8 @@ def plot_pr(splits: dict, threshold: float, chosen_f1: float, path: Path, radiol
         ok = (precision > 0) & (precision <= 1)
         ax.plot(recall_grid[ok], precision[ok], color="lightgrey", linewidth=0.8)
         ax.annotate(f"F1={f1}", (recall_grid[ok][-1], precision[ok][-1]), xytext=(-2, 2), textcoords="offset points",
-                    ha="right", va="bottom", fontsize=7, color="grey")
+                    ha="right", va="bottom", fontsize=7, color="grey", zorder=1,
+                    bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})
     if radiologist_f1:
         precision = radiologist_f1 * recall_grid / (2 * recall_grid - radiologist_f1)
         ok = (precision > 0) & (precision <= 1)
