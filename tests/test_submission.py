@@ -56,8 +56,9 @@ def test_sections_figures_and_no_template_syntax(run, tmp_path):
     assert "<table>" in html
     # every figure written is referenced in the text, and the appendices are issued once
     referenced = "".join(t for n, t in texts.items() if n.endswith(".md"))
-    for figure in (tmp_path / "docs" / "figures").iterdir():
-        assert f"](figures/{figure.name})" in referenced, figure.name
+    for figure in (tmp_path / "docs" / "figures").iterdir():  # an SVG is the vector twin of its PNG (HTML, PDF)
+        assert f"](figures/{figure.with_suffix('.png').name})" in referenced, figure.name
+        assert figure.suffix == ".png" or figure.with_suffix(".png").is_file(), figure.name
     assert "## Appendix C. Traceability matrix" in texts["appendices.md"]
     assert not any("## Appendix A. Provenance" in t for n, t in texts.items() if n != "appendices.md" and n.endswith(".md"))
 
