@@ -21,16 +21,21 @@ examples:
   cxr-device submission --run runs/nih --out draft --allow-findings      (a draft, findings listed in it)
   cxr-device submission --verify runs/nih/submission --run runs/nih      (every number against the run)
 
-What is written (in --out): the device description, algorithm description, validation plan, 510(k)
-summary, labeling (IFU draft), PCCP and postmarket plan skeletons, and the appendices (provenance,
-SOUP and SBOM, traceability, risk file) issued once - each as .md, .html and/or .pdf -, figures/,
-sbom.cdx.json (CycloneDX SBOM of the device runtime) and checks.json (findings and fields to fill).
+What is written (in --out): the package index, device description, algorithm description,
+validation plan, 510(k) summary, labeling (IFU draft), risk management file, usability summary,
+software documentation, cybersecurity, PCCP and postmarket plan, and the appendices (provenance,
+SOUP, traceability) - each as .md, .html and/or .pdf -, figures/, sbom.cdx.json (CycloneDX SBOM of
+the device runtime, measured), checks.json (findings, fields to fill, untraced numbers),
+trace.json and evidence/.
 
 Before rendering, the consistency check compares the run, the locked bundle, the assessments and
 the device profile and looks for claims the run does not back; every finding names both sides.
 With a finding nothing is rendered (exit 1) unless --allow-findings, which renders documents that
 list the open findings at their top. --check runs the checks alone and prints the findings and
-every field a person still has to fill (a visible TO BE COMPLETED marker in the documents).
+every field a person still has to fill (a visible [TBC: ...] field in the documents, listed with
+its profile key in the package index). The device's one claim (profile claim.type: cadt - triage
+and notification, 21 CFR 892.2080, QFM - or cade) words every document; the other claim's
+wording is a finding.
 
 The words and values a person owns come from the device profile; start from
 fda_submission/profiles/device_profile.yaml. Everything else comes from the run: cohort/, eda/,

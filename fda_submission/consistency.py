@@ -24,8 +24,14 @@ What is compared (each check is a function below, named in the finding's ``code`
 * the threat model and the software documentation: every security control resolves the same way,
   views and labeling agree with the code, the documented data flow exists, the documentation
   level agrees with the risk file;
+* the claim: a regulation or product code of the other claim; profile texts and documents that
+  say what the other claim says (``claims.yaml``);
+* the recipe: every setting of ``model/config.yaml`` that shapes the model is one the algorithm
+  description states;
 * document control: an issue date before the device was locked;
-* claims: phrases in the rendered documents that need evidence the run does not hold.
+* claims: phrases in the rendered documents that need evidence the run does not hold ("never
+  seen" of an internal split, site DICOM the run never scored, ...), who reads every study
+  against the profile's readers, terms used but defined nowhere.
 """
 from __future__ import annotations
 
@@ -41,6 +47,9 @@ from cxr_device.hashing import sha256_file
 from cxr_device.run_layout import COHORT_CSV, RunLayout
 from cxr_device.runtime.bundle import canonical_hash
 
+from . import wording
+from .claims import other_claim_statements, pair_contradiction
+from .profile import MULTILINE
 from .training_data import samples_per_pixel
 
 TOLERANCE = 1e-9
@@ -264,7 +273,7 @@ def check_plan(ctx: dict) -> list[Finding]:
     plan = ctx["sample_size"]
     return [Finding("plan-unreachable", f"no study size can show the {name} criterion: the expected value does not "
                     "exceed it", Side(f"profile: acceptance.{name}", f"{plan['criteria'][name]:g}"),
-                    Side(f"evaluation/metrics.json: splits.test.{name} (lower 95% bound, the planning value)",
+                    Side(f"evaluation/metrics.json: splits.test.{name} (the planning value: lower bound of its exact or DeLong 95% interval)",
                          f"{plan['expected'][name]:.3f}"))
             for name in plan["unreachable"]]
 
@@ -331,9 +340,38 @@ def check_software_and_security(ctx: dict) -> list[Finding]:
     return out
 
 
+def check_claim(ctx: dict) -> list[Finding]:
+    """A regulation or product code that belongs to the other claim; a profile text that says
+    what the other claim says."""
+    profile = ctx["profile"]
+    claim = profile["claim"]
+    out = [Finding("claim-pair", f"the profile's {field.replace('_', ' ')} is the other claim's ({other})",
+                   Side("profile: claim.type", claim["type"]), Side(f"profile: claim.{field}", value))
+           for field, value, other in pair_contradiction(claim)]
+    for key in sorted(PROFILE_PROSE):
+        text = profile.get(key) if key in profile else (profile.get("owner_text") or {}).get(key)
+        for statement in other_claim_statements(claim["type"], text) if isinstance(text, str) else []:
+            out.append(Finding("claim-other", f"the profile's {key} says {statement.says}",
+                               Side(f"profile: {key}", statement.quote), Side("profile: claim.type", claim["type"])))
+    return out
+
+
+def check_recipe(ctx: dict) -> list[Finding]:
+    """Settings of the training configuration that shape the model but that the algorithm
+    description does not state (:data:`fda_submission.wording.RECIPE_DESCRIBED`)."""
+    missing = wording.recipe_not_described(ctx["config"])
+    if not missing:
+        return []
+    return [Finding("recipe-coverage", "the training configuration has settings the algorithm description does not "
+                    "state", Side("model/config.yaml", ", ".join(missing)),
+                    Side("algorithm description, section 3", "states " + ", ".join(sorted(wording.RECIPE_DESCRIBED))))]
+
+
 CHECKS: tuple[Callable[[dict], list[Finding]], ...] = (
     check_identity, check_operating_point, check_evidence, check_population, check_development_images,
-    check_plan, check_risks, check_document_date, check_software_and_security)
+    check_plan, check_risks, check_document_date, check_software_and_security, check_claim, check_recipe)
+#: Profile texts a reader takes as the manufacturer's statements about the device.
+PROFILE_PROSE = MULTILINE | {"user", "readers"}
 
 
 def check_consistency(ctx: dict[str, Any]) -> list[Finding]:
@@ -368,12 +406,65 @@ CLAIMS = (
           "no typed value in the documents (profile values exist and are marked)", lambda ctx: False),
     Claim("claim-clearance", re.compile(r"\bFDA[- ](?:cleared|approved|clearance granted)\b", re.IGNORECASE),
           "a clearance decision (no file of the run can hold one)", lambda ctx: False),
+    Claim("claim-never-seen", re.compile(r"\b(?:internal|test split|validation split)\b[^.\n]{0,100}?\b(?:never (?:been )?"
+                                         r"seen|unseen|never saw)\b|\b(?:never (?:been )?seen|unseen|never saw)\b[^.\n]{0,100}?"
+                                         r"\b(?:internal|test split|validation split)\b", re.IGNORECASE),
+          "data from outside the training source: an internal split is drawn from the same folder as the training "
+          "images (an external set scored by cxr-device assess)", lambda ctx: False),
+    Claim("claim-site-dicom", re.compile(r"\b(?:real|clinical|hospital|site|sites'|PACS)[- ](?:exported )?DICOMs?\b"
+                                         r"(?! (?:export|file)s? (?:of|from) each site)", re.IGNORECASE),
+          "an assessment of DICOM files the device did not write (every DICOM assessment of the run holds only its "
+          "own synthetic phantoms, or there is none)", lambda ctx: bool(ctx["dicom_evidence"]["site"])),
 )
+#: Who reads every study, as the documents say it: compared with the profile's ``readers``.
+READ_BY = re.compile(r"\b(?:every|each|all)\s+(?:\w+\s+){0,2}(?:study|studies)\b[^.\n]{0,80}?\b(?:read|reported|interpreted)"
+                     r"(?:\s+and\s+\w+)?\s+by\s+([^.;\n]{1,120})", re.IGNORECASE)
+ROLES = re.compile(r"emergency physicians?|radiologists?|paediatricians?|pediatricians?|radiographers?|"
+                   r"technologists?|nurses?|physicians?|clinicians?", re.IGNORECASE)
+#: Terms the documents use that must be defined in one of them (term -> how its definition reads).
+DEFINED_TERMS = {"collection window": re.compile(r"\*\*the collection window\*\*[^.\n]*\bis\b", re.IGNORECASE)}
+
+
+def roles(text: str) -> set[str]:
+    """The clinical roles a text names (singular, lower case)."""
+    return {m.group(0).lower().rstrip("s") for m in ROLES.finditer(text)}
+
+
+def _sentence(text: str, start: int, end: int) -> str:
+    begin = max(text.rfind("\n", 0, start), text.rfind(". ", 0, start)) + 1
+    stop = min(i for i in (text.find("\n", end), len(text)) if i >= 0)
+    quote = text[begin:stop].strip()
+    return quote[:200] + ("..." if len(quote) > 200 else "")
+
+
+def check_wording(texts: dict[str, str], ctx: dict[str, Any]) -> list[Finding]:
+    """The other claim's statements in the documents; who reads every study against the profile's
+    readers; terms used but defined in no document."""
+    profile = ctx["profile"]
+    out = []
+    for document, text in texts.items():
+        for statement in other_claim_statements(profile["claim"]["type"], text):
+            out.append(Finding("claim-other", f"the {document.replace('_', ' ')} says {statement.says}",
+                               Side(f"{document}.md", statement.quote), Side("profile: claim.type",
+                                                                            profile["claim"]["type"])))
+        readers = roles(profile["readers"])
+        for match in READ_BY.finditer(text):
+            said = roles(match.group(1))
+            if said and readers and not readers <= said:
+                out.append(Finding("users-readers", f"the {document.replace('_', ' ')} names other readers of every "
+                                   "study than the profile", Side(f"{document}.md", _sentence(text, *match.span())),
+                                   Side("profile: readers", profile["readers"])))
+    for term, definition in DEFINED_TERMS.items():
+        used = [name for name, text in texts.items() if term in text.lower()]
+        if used and not any(definition.search(text) for text in texts.values()):
+            out.append(Finding("undefined-term", f"'{term}' is used but defined in no document",
+                               Side(f"{used[0]}.md", f"uses '{term}'"), Side("the package", "no definition")))
+    return out
 
 
 def check_claims(texts: dict[str, str], ctx: dict[str, Any]) -> list[Finding]:
     """Phrases in the rendered documents (name -> Markdown) that the run does not back; one
-    finding per claim and document, quoting the sentence."""
+    finding per claim and document, quoting the sentence; then :func:`check_wording`."""
     out = []
     for claim in CLAIMS:
         if claim.backed(ctx):
@@ -387,4 +478,4 @@ def check_claims(texts: dict[str, str], ctx: dict[str, Any]) -> list[Finding]:
                 out.append(Finding(claim.code, f"the {document.replace('_', ' ')} makes a claim the run does not back",
                                    Side(f"{document}.md", quote[:200] + ("..." if len(quote) > 200 else "")),
                                    Side("the run", f"needs {claim.needs}")))
-    return out
+    return out + check_wording(texts, ctx)

@@ -89,9 +89,7 @@ def build_context(run_dir: str | Path, profile: dict, junit_rows: list | None = 
 
     test = metrics["splits"]["test"]
     prevalence = profile["expected_prevalence"] or test["prevalence"]
-    # internal estimates are optimistic: the plan assumes the lower bound of their 95% interval
-    expected = {m: test[m]["ci95"][0] if test[m]["ci95"][0] is not None else test[m]["value"]
-                for m in ("auroc", "sensitivity", "specificity")}
+    expected = planning_values(test)
     synthetic = bool(cohort.get("synthetic")) or bool(metrics.get("synthetic"))
     dataset = "synthetic" if synthetic else cohort.get("dataset") or "nih"
     agreement = None
@@ -142,6 +140,7 @@ def build_context(run_dir: str | Path, profile: dict, junit_rows: list | None = 
         "identity": identity.as_dict(),
         "issue_date": {"text": date.text, "source": date.source},
         "controls": controls(profile, date),
+        "guidance_map": guidance_map(),
         "rules": [{"id": r.id, "attributes": " or ".join(r.attributes), "expected": r.expected(),
                    "severity": r.severity, "message": r.message} for r in rules.rules],
         "rules_set": rules,
@@ -202,6 +201,32 @@ def build_context(run_dir: str | Path, profile: dict, junit_rows: list | None = 
     return context
 
 
+GUIDANCE_MAP = "guidance_map.yaml"
+
+
+def guidance_map() -> list[dict]:
+    """Where each element FDA's guidances ask for is in the package (``guidance_map.yaml``)."""
+    from importlib import resources
+
+    from cxr_device.yaml_io import load_yaml
+
+    return load_yaml(Path(str(resources.files("fda_submission") / GUIDANCE_MAP)), "guidance map")
+
+
+def planning_values(test: dict) -> dict[str, float]:
+    """The values the plan assumes: internal estimates are optimistic, so the lower bound of the
+    interval the assessment itself will judge by - exact (Clopper-Pearson) for sensitivity and
+    specificity, DeLong (Newcombe's where DeLong's is degenerate) for AUROC - never a bootstrap
+    bound; the estimate itself only when no bound exists."""
+    def lower(metric: str) -> float:
+        entry = test[metric]
+        bound = (entry.get("interval") or {}).get("ci95") if metric == "auroc" else entry.get("clopper_pearson")
+        bound = bound or entry.get("ci95")
+        return bound[0] if bound and bound[0] is not None else entry["value"]
+
+    return {m: lower(m) for m in ("auroc", "sensitivity", "specificity")}
+
+
 def add_texts(context: dict) -> dict:
     """The texts built from the context's numbers (the assessments' views, limitations, known
     issues, risk rows, captions, the calibration and decisions): built again on the traced
@@ -220,6 +245,8 @@ def add_texts(context: dict) -> dict:
     context["decisions_text"] = wording.decisions_text(context)
     context["decisions_on_internal"] = wording.decisions_on_internal(context)
     context["monitoring"] = wording.monitoring(context)
+    context["dicom_evidence"] = wording.dicom_evidence(context)
+    context["inference_text"] = wording.inference_text(context)
     return context
 
 

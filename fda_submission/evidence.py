@@ -34,7 +34,7 @@ RUN_FILES = "run"
 DERIVED_KEYS = ("identity", "claim", "flag_limits", "rule_counts", "trace_summary", "soup_licences", "population",
                 "development_images", "left_out", "sample_size", "expected", "agreement", "soup", "trace",
                 "requirements", "hazards", "classification", "rules", "provenance", "risk_management", "usability",
-                "software", "security")  # risk_management, usability: the RMF and HF documents
+                "software", "security", "guidance_map")  # risk_management, usability: the RMF and HF documents
 
 
 def traced_context(context: dict) -> dict:

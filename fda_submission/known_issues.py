@@ -14,7 +14,6 @@ software documentation.
 """
 from __future__ import annotations
 
-import math
 import re
 from importlib import resources
 from pathlib import Path

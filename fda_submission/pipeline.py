@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -130,7 +131,24 @@ class Pipeline:
         }[step]()
 
     def _inputs(self, step: str) -> dict[str, str]:
-        """sha256 of each input file (a listing digest for image folders)."""
+        """sha256 of each input file (a listing digest for image folders), files of the run named
+        relative to it: a run folder moved or copied elsewhere is still up to date."""
+        return {self._key(name): digest for name, digest in self._input_digests(step).items()}
+
+    def _key(self, name: str) -> str:
+        path = Path(name)
+        return path.relative_to(self.out).as_posix() if path.is_relative_to(self.out) else name
+
+    def _portable(self, value: Any) -> Any:
+        """Settings with the paths inside the run folder written relative to it (synthetic data
+        the run made, for one), so that a moved run keeps its fingerprints."""
+        if isinstance(value, dict):
+            return {k: self._portable(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self._portable(v) for v in value]
+        return self._key(value) if isinstance(value, str) and value.startswith(str(self.out)) else value
+
+    def _input_digests(self, step: str) -> dict[str, str]:
         run, files = self.layout, []
         if step == "cohort":
             s = self.cohort_settings
@@ -217,7 +235,7 @@ class Pipeline:
         for step in self.steps:  # inputs include the outputs of the steps it depends on
             rerun = rerun or step == from_step
             settings, inputs = self._settings(step), self._inputs(step)
-            fingerprint = _digest({"settings": settings, "inputs": inputs})
+            fingerprint = _digest({"settings": self._portable(settings), "inputs": inputs})
             before = self.previous_steps.get(step, {})
             if not rerun and before.get("complete") and before.get("fingerprint") == fingerprint \
                     and self._intact(before.get("outputs")):

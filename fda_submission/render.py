@@ -465,9 +465,9 @@ class Figures:
     def figure(self, key: str, caption: str):
         if key not in self.names:
             return ""  # a figure the run could not make; the templates say why (eda.json "skipped")
-        label = placeholder("fig", key, define=True)
-        if not self.html:
-            return f"![{label}](figures/{self.names[key]})\n\n*{label}: {caption}*"
+        if not self.html:  # the caption defines the number; the image's alt text repeats it
+            return (f"![{placeholder('fig', key, define=False)}](figures/{self.names[key]})\n\n"
+                    f"*{placeholder('fig', key, define=True)}: {caption}*")
         return self._tag(key, caption, "wide" if self._wide(key) else "")
 
     def grid(self, items) -> str | Markup:

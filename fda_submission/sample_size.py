@@ -47,6 +47,7 @@ ALPHA = 0.025
 #: Growth of both class counts per step when the joint power misses its target.
 GROWTH = 1.05
 MAX_N = 200_000
+EDGE = 1e-6
 
 
 def _z(q: float) -> float:
@@ -175,7 +176,9 @@ class BinormalModel:
 
 def binormal_model(sensitivity: float, specificity: float, auroc: float) -> BinormalModel:
     """The binormal model with exactly these sensitivity, specificity and AUROC, or (``coupled``
-    False) the equal-variance model with this AUROC when none has all three."""
+    False) the equal-variance model with this AUROC when none has all three. Planning values of
+    exactly 0 or 1 (a perfect internal split) are taken as 1e-6 from the edge: no finite model has them."""
+    sensitivity, specificity, auroc = (min(max(v, EDGE), 1 - EDGE) for v in (sensitivity, specificity, auroc))
     t = _z(specificity)
     zs = _z(1 - sensitivity)
     d = _z(auroc)

@@ -12,7 +12,8 @@ What a reviewer would check by hand, done for every number:
    as it was printed, and compared with what the package printed.
 4. **Every document** (``.md`` and ``.html``) is read back: each number in it must be the number
    the rendering printed at that place; a number edited, added or removed is named, with the
-   document, its section, what it says now and what the source gives.
+   document, its section, what it says now and what the source gives. Each figure's caption must
+   be the one the run's values give that figure (a caption moved to another figure is named).
 
 :func:`verify_package` returns the findings (none: the package is the run's); the command
 prints each and exits 1 when there is one.
@@ -44,7 +45,8 @@ TRACE_JSON = "trace.json"
 class VerifyFinding:
     """One thing in the package that is not what its run says."""
 
-    kind: str  # evidence-missing | evidence-altered | not-the-run | derived | number | edited | untraced | structure
+    kind: str  # evidence-missing | evidence-altered | not-the-run | derived | number | edited | untraced | caption
+    # | structure
     where: str  # document and section, or file
     message: str
     printed: str = ""
@@ -71,8 +73,9 @@ def verify_package(package: str | Path, run: str | Path, profile: str | Path | N
     trace = json.loads(trace_path.read_text())
     findings = _check_evidence(package, run)
     profile_path = Path(profile) if profile else package / EVIDENCE / PROFILE_COPY
-    derived, derived_findings = _check_derived(package, run, profile_path)
+    derived, derived_findings, context = _check_derived(package, run, profile_path)
     findings += derived_findings
+    captions = expected_captions(context)
     loaded_profile = _profile_data(profile_path)
 
     @cache
@@ -104,7 +107,9 @@ def verify_package(package: str | Path, run: str | Path, profile: str | Path | N
         if not md.is_file():
             findings.append(VerifyFinding("structure", document["file"], "the document is missing"))
             continue
-        findings += _check_tokens(name, document["file"], md.read_text(), document["tokens"], by_id, expected)
+        text = md.read_text()
+        findings += _check_tokens(name, document["file"], text, document["tokens"], by_id, expected)
+        findings += _check_captions(name, text, captions)
         page = md.with_suffix(".html")
         if page.is_file():
             findings += _check_html(name, page, by_id, expected)
@@ -145,9 +150,9 @@ def _check_evidence(package: Path, run: Path) -> list[VerifyFinding]:
 
 
 # --- 2. derived values -------------------------------------------------------------------------
-def _check_derived(package: Path, run: Path, profile: Path) -> tuple[dict, list[VerifyFinding]]:
-    """derived.json derived again from the run (what the numbers are checked against), and the
-    differences from the package's copy."""
+def _check_derived(package: Path, run: Path, profile: Path) -> tuple[dict, list[VerifyFinding], dict]:
+    """derived.json derived again from the run (what the numbers are checked against), the
+    differences from the package's copy, and the context built again from the run."""
     from .context import build_context
     from .profile import load_profile
     from .trace import matrix_rows
@@ -159,11 +164,37 @@ def _check_derived(package: Path, run: Path, profile: Path) -> tuple[dict, list[
     stored_path = package / EVIDENCE / DERIVED
     if not stored_path.is_file():
         return fresh, [VerifyFinding("evidence-missing", f"{EVIDENCE}/{DERIVED}", "the package's derived values are "
-                                     "missing")]
+                                     "missing")], context
     stored = json.loads(stored_path.read_text())
     out = [VerifyFinding("derived", f"{EVIDENCE}/{DERIVED}: {key}", "derived again from the run, this value differs")
            for key in sorted(set(fresh) | set(stored)) if fresh.get(key) != stored.get(key)]
-    return fresh, out
+    return fresh, out, context
+
+
+#: A figure as the Markdown prints it: the image (its alt text is its number), then its caption.
+FIGURE = re.compile(r"^!\[(?P<label>[^\]]*)\]\(figures/(?P<key>[\w.-]+)\.png\)\n\n\*(?P=label): (?P<caption>.*)\*$",
+                    re.MULTILINE)
+
+
+def expected_captions(context: dict) -> dict[str, str]:
+    """The caption of every figure whose caption is made from the run's values, by figure key:
+    the evaluation figures, the exploratory ones and each assessment's."""
+    from . import wording
+
+    out = dict(wording.captions(context))
+    out.update(wording.eda_figures(context))
+    for assessment in context["assessment_files"]:
+        view = wording.assessment_view(assessment)
+        out.update({f"assess_{assessment['folder']}_{kind}": text for kind, text in view["figure_captions"].items()})
+    return out
+
+
+def _check_captions(name: str, text: str, expected: dict[str, str]) -> list[VerifyFinding]:
+    """Each figure's caption against the caption the run's values give that figure."""
+    return [VerifyFinding("caption", f"{name}, {m.group('label')}", f"the caption is not the one {m.group('key')}.png's "
+                          "values give", m.group("caption"), expected[m.group("key")])
+            for m in FIGURE.finditer(text) if m.group("key") in expected
+            and m.group("caption") != expected[m.group("key")]]
 
 
 def _profile_data(path: Path) -> dict:

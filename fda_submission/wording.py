@@ -7,6 +7,7 @@ the sets), so a caption cannot describe another figure.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 SPLIT_WORDS = {"val": "the internal validation split", "test": "the internal test split",
@@ -138,7 +139,7 @@ def assessment_view(a) -> dict:
                            f"this set; the dashed line is the locked threshold {t:.3g}",
         }
     pv = a.get("predictive_values_at_intended_prevalence")
-    if pv and isinstance(pv.get("ppv"), dict):  # an assessment.json of the nested layout {"ppv": {"value", "bounds"}}
+    if pv and isinstance(pv.get("ppv"), Mapping):  # an assessment.json of the nested layout {"ppv": {"value", "bounds"}}
         pv = {"prevalence": pv["prevalence"], "method": pv["method"],
               "ppv": pv["ppv"]["value"], "ppv_ci95": pv["ppv"]["bounds"],
               "npv": pv["npv"]["value"], "npv_ci95": pv["npv"]["bounds"]}
@@ -178,3 +179,63 @@ def monitoring(ctx: dict) -> dict:
     text = (f"A review period is {n:,} studies (the profile's review volume); with fewer studies the limits widen. "
             "The limits of the shares are")
     return {"signals": signals, "band_text": text, "method": METHOD + ": they never leave 0% to 100%."}
+
+
+#: The requirement whose tests drive the node with the tools hospitals use (DCMTK, dciodvfy, Orthanc).
+INTEROP_REQUIREMENT = "REQ-NODE-008"
+
+
+def dicom_evidence(ctx: dict) -> dict:
+    """What exercised the DICOM path (input rules, decoding, the node): the assessments of DICOM
+    inputs - how many of their files cxr-device wrote itself as synthetic phantoms - and the
+    interoperability tests with the hospitals' tools in the JUnit report. ``site`` names the DICOM
+    assessments holding files the device did not write: without one, the DICOM evidence
+    is the device's own files and the documents say so."""
+    dicom = [a for a in ctx["assessments"] if a["inputs"].get("source") == "dicom"]
+    rows = [{"title": a["title"], "n": a["inputs"]["n_labelled"], "synthetic": a["inputs"].get("n_synthetic_dicom")}
+            for a in dicom]
+    site = [r["title"] for r in rows if r["synthetic"] is not None and r["synthetic"] < r["n"]]
+    interop = next((r["status"] for r in ctx["trace"] or [] if r["id"] == INTEROP_REQUIREMENT), None)
+    return {"assessments": rows, "site": site, "interop": interop, "requirement": INTEROP_REQUIREMENT}
+
+
+#: Settings of model/config.yaml the algorithm description states (network: section 2.3 from
+#: model/layers.json; preprocessing: section 2.2; the rest: section 3), and settings that do not
+#: change the trained model (where and how fast it trains). ``recipe_not_described`` lists any
+#: other setting: a new setting must be described before a package can be issued.
+RECIPE_DESCRIBED = frozenset({
+    "model.arch", "model.weights", "model.freeze", "model.head_hidden", "model.dropout",
+    "augmentation.rotation_degrees", "augmentation.translate", "augmentation.zoom", "augmentation.brightness",
+    "augmentation.contrast", "augmentation.horizontal_flip", "augmentation.resized_crop_scale", "augmentation.gamma",
+    "image_size", "epochs", "batch_size", "lr", "weight_decay", "optimizer", "schedule", "warmup_epochs",
+    "label_smoothing", "ema_decay", "patience", "imbalance", "seed", "amp", "max_steps_per_epoch",
+    "preprocessing.image_size", "preprocessing.margin", "preprocessing.mean", "preprocessing.std",
+    "preprocessing.resize", "preprocessing.stored_size"})
+RECIPE_OPERATIONAL = frozenset({"device", "workers", "cache_dir"})
+
+
+def recipe_not_described(config: dict, prefix: str = "") -> list[str]:
+    """The settings of a training configuration (nested keys joined by dots) that are neither
+    described nor operational."""
+    out = []
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out += recipe_not_described(value, f"{name}.")
+        elif name not in RECIPE_DESCRIBED | RECIPE_OPERATIONAL:
+            out.append(name)
+    return sorted(out)
+
+
+def inference_text(ctx: dict) -> str:
+    """How the locked device turns an image into one logit: one model or an ensemble, one view or
+    test-time views (metrics.json ``inference``, as the bundle locks it)."""
+    inference = ctx["metrics"].get("inference") or {"members": 1, "views": ["center"]}
+    members, views = inference["members"], inference["views"]
+    model = ("one trained model" if members == 1 else
+             f"an ensemble of {members} models of this recipe, each trained with its own seed")
+    n_views = views.count_traced() if hasattr(views, "count_traced") else len(views)
+    seen = ("the centre crop of the stored image" if len(views) == 1 else
+            f"{n_views} crops of the stored image ({', '.join(str(v).replace('_', ' ') for v in views)})")
+    combine = "" if members == 1 and len(views) == 1 else "; the logits are averaged before calibration"
+    return f"**Inference.** The device scores {seen} with {model}{combine}."

@@ -85,7 +85,7 @@ def test_without_patient_ids_the_unit_is_the_image_in_the_json_the_terminal_and_
     assert "  bootstrap unit: image (no patient ids)" in summary_lines(document)
     render_documents(run, tmp_path / "docs", formats=("md",))
     algorithm = (tmp_path / "docs" / "algorithm_description.md").read_text()
-    table = algorithm.split("#### no-ids")[1].split("####")[0]
+    table = algorithm.split("#### No ids")[1].split("####")[0]  # the set's name as a title
     assert "| bootstrap 95% (unit: image (no patient ids)) |" in table and "patient bootstrap" not in table
     assert "| images (patients) | 12 (no patient ids) |" in table
     assert "Bootstrap not by patient: no-ids" in algorithm and "Several images per patient: no-ids" not in algorithm

@@ -5,13 +5,16 @@ and --check prints the findings and the fields still to fill."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import shutil
 
 import pytest
 import yaml
 
+import fda_submission
 from cxr_device.cli import main
 from cxr_device.runtime.bundle import canonical_hash, load_bundle
+from fda_submission.context import planning_values
 from fda_submission.document_control import DOCUMENTS
 from fda_submission.render import ConsistencyError, prepare, render_documents
 
@@ -54,7 +57,8 @@ def coherent(trained_run, tmp_path_factory):
     run = shutil.copytree(trained_run, root / "run", ignore=shutil.ignore_patterns("cache"))
     _point_cohort_to(run)
     test = json.loads((run / "evaluation" / "metrics.json").read_text())["splits"]["test"]
-    criteria = {m: round(max(0.01, test[m]["ci95"][0] - 0.1), 3) for m in ("auroc", "sensitivity", "specificity")}
+    planning = planning_values(test)  # the exact lower bounds the plan assumes
+    criteria = {m: round(max(0.01, planning[m] - 0.1), 3) for m in ("auroc", "sensitivity", "specificity")}
     profile = {"population": {"name": "patients referred for a frontal chest radiograph", "age_years": {"min": 1, "max": 95},
                               "sexes": ["female", "male"], "views": ["PA", "AP"], "modalities": ["DX", "CR"],
                               "settings": ["hospital"]},
@@ -307,3 +311,98 @@ def test_age_required_in_the_profile_and_an_optional_locked_age_rule_are_a_findi
     [finding] = check_population(context)
     assert finding.code == "population-age-required" and "optional" in finding.left.value
     assert "required: refused" in finding.right.value
+
+
+# --- the classes of contradiction a reviewer found (issue 18), each planted once -----------------
+@pytest.mark.requirement("REQ-DOC-009")
+def test_a_regulation_or_product_code_of_the_other_claim(case):  # C1
+    run, write = case
+    found = _codes(run, write(claim={"type": "cadt", "regulation": "21 CFR 892.2070", "product_code": "MYN"}))
+    assert {f.right.source for f in found["claim-pair"]} == {"profile: claim.regulation", "profile: claim.product_code"}
+    assert "claim-pair" not in _codes(run, write(claim={"type": "cadt", "regulation": "21 CFR 892.2080",
+                                                        "product_code": "QFM"}))
+
+
+@pytest.mark.requirement("REQ-DOC-009")
+def test_an_intended_use_that_makes_the_other_claim(case):  # C1: CADe wording in a CADt device
+    run, write = case
+    text = "The software is intended to assist radiologists in the detection of findings suggestive of pneumonia."
+    found = _codes(run, write(intended_use=text))["claim-other"]
+    assert any(f.left.source == "profile: intended_use" for f in found)  # the profile says it
+    assert any(f.left.source.endswith(".md") for f in found)  # and so do the documents that print it
+
+
+@pytest.mark.requirement("REQ-DOC-009")
+def test_a_cadt_package_says_triage_throughout(case, tmp_path):
+    run, write = case
+    written = render_documents(run, tmp_path / "docs", write(), formats=("md",))
+    texts = {p.stem: p.read_text() for p in written["md"]}
+    for name in ("device_description", "summary_510k", "labeling"):
+        assert "892.2080" in texts[name] and "QFM" in texts[name], name
+        assert "triage and notification" in texts[name], name
+    assert "De Novo" in texts["summary_510k"]  # the pathway depends on the predicate
+
+
+@pytest.mark.parametrize("text, code", [
+    ("Performance on the internal test split, data the model has never seen, is high.", "claim-never-seen"),  # C2
+    ("The DICOM path was validated on hospital DICOM exports.", "claim-site-dicom"),  # C10
+])
+def test_words_the_data_do_not_back(case, text, code):
+    run, write = case
+    (finding, *_) = _codes(run, write(clinical_workflow=text))[code]
+    assert finding.right.source == "the run"
+
+
+@pytest.mark.requirement("REQ-DOC-009")
+def test_users_and_who_reads_every_study_disagree(case):  # C18
+    run, write = case
+    text = "The flag reorders the worklist; every study is read by a radiologist."
+    found = _codes(run, write(readers="the radiologist or emergency physician who reads the study",
+                              clinical_workflow=text))["users-readers"]
+    assert found and found[0].right.source == "profile: readers"
+    agree = "The flag reorders the worklist; every study is read by the radiologist or emergency physician."
+    assert "users-readers" not in _codes(run, write(readers="the radiologist or emergency physician who reads the "
+                                                          "study", clinical_workflow=agree))
+
+
+def test_a_term_used_but_defined_nowhere(case):  # C17
+    from fda_submission.consistency import check_wording
+
+    run, write = case
+    prepared = prepare(run, write())
+    texts = {name: finished.text for name, finished in prepared.finished.items()}
+    assert not [f for f in check_wording(texts, prepared.context) if f.code == "undefined-term"]
+    plan = texts["validation_plan"]
+    start = plan.index("**The collection window**")
+    texts["validation_plan"] = plan[:start] + plan[plan.index("\n", start):]
+    (finding,) = [f for f in check_wording(texts, prepared.context) if f.code == "undefined-term"]
+    assert "collection window" in finding.message
+
+
+def test_a_recipe_setting_the_algorithm_description_does_not_state(case):  # C6
+    from fda_submission.wording import RECIPE_DESCRIBED
+
+    run, write = case
+    assert "recipe-coverage" not in _codes(run, write())
+    config = run / "model" / "config.yaml"
+    data = yaml.safe_load(config.read_text())
+    data["mixup_alpha"] = 0.2
+    config.write_text(yaml.safe_dump(data))
+    (finding,) = _codes(run, write())["recipe-coverage"]
+    assert finding.left.value == "mixup_alpha"
+    template = (Path(fda_submission.__file__).parent / "templates" / "algorithm_description.md.j2").read_text()
+    for key in RECIPE_DESCRIBED - {"model.arch", "model.weights", "model.freeze", "model.head_hidden"}:
+        assert key.split(".")[-1] in template, f"{key} is said to be described but the template never reads it"
+
+
+def test_the_dataset_table_has_a_test_column_and_the_plan_uses_exact_bounds(case, tmp_path):  # C14, planning values
+    run, write = case
+    written = render_documents(run, tmp_path / "docs", write(), formats=("md",))
+    algorithm = next(p for p in written["md"] if p.stem == "algorithm_description").read_text()
+    header = next(line for line in algorithm.split("## 4. Databases")[1].splitlines() if line.startswith("| "))
+    assert "test" in header
+    metrics = json.loads((run / "evaluation" / "metrics.json").read_text())["splits"]["test"]
+    prepared = prepare(run, write())
+    expected = prepared.context["expected"]
+    assert expected["sensitivity"] == pytest.approx(metrics["sensitivity"]["clopper_pearson"][0])
+    assert expected["specificity"] == pytest.approx(metrics["specificity"]["clopper_pearson"][0])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -65,8 +66,7 @@ def test_every_artifact_and_the_manifest(tmp_path):
         assert step["left_out"] == 0 and step["foreign"] == {}  # nothing left out, nobody else's files
         for rel, digest in step["outputs"].items():
             assert sha256_file(out / rel) == digest
-    assert on_disk["steps"]["train"]["inputs"] == {str(out / "cohort" / "cohort.csv"):
-                                                   sha256_file(out / "cohort" / "cohort.csv")}
+    assert on_disk["steps"]["train"]["inputs"] == {"cohort/cohort.csv": sha256_file(out / "cohort" / "cohort.csv")}
     assert on_disk["seeds"]["cohort"] == on_disk["seeds"]["train"] == 3
     assert on_disk["package_version"] and on_disk["python"] and on_disk["torch"] and "gpu" in on_disk
     assert any(d["name"] == "torch" for d in on_disk["soup"])
@@ -80,6 +80,8 @@ def test_rerun_skips_and_from_reruns_the_tail(tmp_path):
     bundle = sha256_file(out / "bundle" / "model.safetensors")
     again = Pipeline(config, out, progress=False, log=_quiet).run()
     assert {s["status"] for s in again["steps"].values()} == {SKIPPED}
+    moved = shutil.copytree(out, tmp_path / "moved")  # a run folder copied elsewhere is still up to date
+    assert {s["status"] for s in Pipeline(config, moved, progress=False, log=_quiet).run()["steps"].values()} == {SKIPPED}
     tail = Pipeline(config, out, progress=False, log=_quiet).run(from_step="evaluate")
     assert [k for k, s in tail["steps"].items() if s["status"] == "ran"] == ["evaluate", "submission"]
     assert sha256_file(out / "bundle" / "model.safetensors") == bundle  # same model, same bytes

@@ -73,6 +73,8 @@ def test_binormal_model_has_the_planning_values_and_falls_back_when_none_can():
     assert 1 - stats.norm.cdf((model.threshold - model.mu) / model.sigma) == pytest.approx(0.9, abs=1e-6)
     assert stats.norm.cdf(model.mu / math.sqrt(1 + model.sigma ** 2)) == pytest.approx(0.9, abs=1e-6)
     assert not binormal_model(0.978, 0.924, 0.994).coupled  # no binormal model has all three
+    perfect = binormal_model(1.0, 1.0, 1.0)  # a perfect internal split (the study's c2 run stopped here)
+    assert math.isfinite(perfect.mu) and math.isfinite(perfect.threshold) and perfect.sigma > 0
 
 
 def test_simulated_power_matches_the_exact_power_and_the_delong_analysis():

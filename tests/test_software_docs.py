@@ -133,7 +133,7 @@ def test_the_srs_gives_every_requirement_its_interfaces_and_trace(tmp_path):
         load_requirements(path)
 
 
-def test_the_documentation_level_follows_the_risk_file_and_the_device_type(tmp_path):
+def test_the_documentation_level_follows_the_risk_file_and_the_claim(tmp_path):
     profile = load_profile()
     hazards, _ = load_risks(profile)
     level = documentation_level(profile, hazards)
@@ -142,9 +142,9 @@ def test_the_documentation_level_follows_the_risk_file_and_the_device_type(tmp_p
     serious = [dict(hazards[0], severity=5)] + hazards[1:]
     level = documentation_level(profile, serious)
     assert level["recommended"] == ENHANCED and level["problems"] and "HAZ-01" in level["problems"][0]
-    (tmp_path / "p.yaml").write_text("software: {documentation_level: enhanced}\nclassification: {device_type: CADe}\n")
+    (tmp_path / "p.yaml").write_text("software: {documentation_level: enhanced}\nclaim: {type: cade}\n")
     assert documentation_level(load_profile(tmp_path / "p.yaml"), serious)["problems"] == []
-    (tmp_path / "q.yaml").write_text("classification: {device_type: CADe}\n")
+    (tmp_path / "q.yaml").write_text("claim: {type: cade}\n")
     assert documentation_level(load_profile(tmp_path / "q.yaml"), hazards)["level"] == ENHANCED
 
 
@@ -253,7 +253,7 @@ def test_the_software_documentation_document(trained_run, tmp_path):
                     "## 4. Software design specification", "## 5. Development practices", "## 6. Version history",
                     "## 7. Unresolved anomalies", "## 8. Testing summary"):
         assert heading in text, heading
-    assert "**Basic** (derived from profile: classification.device_type (CADt))" in text
+    assert "**Basic** (derived from the claim (triage and notification))" in text
     assert "### 4.1 `cxr_device.runtime`" in text and "`cxr_device.runtime.node`" in text
     assert "### ANOM-001:" in text and "**Known issues of this run**" in text and "Calibration" in text
     assert "| system | 1 | 1 | 0 | 2 |" in text and "test_brand_new" in text

@@ -20,11 +20,11 @@ from .conftest import shared
 
 SECTIONS = ["## 1. General information", "## 2. Algorithm design and function", "## 3. Algorithm training",
             "## 4. Databases", "## 5. Ground truth", "## 6. Performance", "### 6.2 Standalone performance",
-            "## 7. Known issues", "## 8. Validation plan (summary)", "## Document control"]
+            "## 7. Known issues", "## 8. Validation plan (summary)"]
 PLAN = ["## 1. Purpose", "## 2. Patient population to request", "## 3. Ground-truth acquisition",
         "## 4. Performance standard and acceptance criteria", "## 5. Sample size", "## 6. Subgroup analyses",
         "## 7. Unit of analysis, refused and indeterminate cases, stopping",
-        "## 8. What would make the device fail validation", "## 9. Evidence so far"]
+        "## 8. What would make the device fail validation", "## 9. Time to notification", "## 10. Evidence so far"]
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def test_sections_figures_and_no_template_syntax(run, tmp_path):
         assert "n/a (" not in text
     assert all((tmp_path / "docs" / "figures" / f).is_file() for f in ("flowchart.png", "roc.png", "pr.png"))
     html = texts["algorithm_description.html"]
-    assert html.count("data:image/png;base64,") == algorithm.count("](figures/")  # every figure embedded
+    assert len(re.findall(r"data:image/(?:png|svg\+xml);base64,", html)) == algorithm.count("](figures/")  # embedded
     assert "<table>" in html
     # every figure written is referenced in the text, and the appendices are issued once
     referenced = "".join(t for n, t in texts.items() if n.endswith(".md"))
@@ -77,8 +77,9 @@ def test_every_number_comes_from_the_run(run, tmp_path):
     assert "had 987 false positives" in second
     cohort = json.loads((run / "cohort" / "summary.json").read_text())
     assert f"{cohort['n_images']:,} images of {cohort['n_patients']:,} patients" in second
-    assert "*Source: `evaluation/metrics.json`: splits, bootstrap.*" in second  # the number names its file
-    assert "(profile: `intended_use`)" in second  # a typed value is marked
+    performance = second.split("## 6. Performance")[1].split("## 7.")[0]
+    assert "`evaluation/metrics.json`" in performance.split("*Sources:")[-1]  # the section names its file
+    assert "(profile: `" not in second  # provenance is out of the prose: in the section notes and trace.json
 
 
 @pytest.mark.requirement("REQ-DOC-001")
@@ -91,7 +92,9 @@ def test_standalone_sections_come_from_the_assessments(run, tmp_path):
            {"auroc": 0.3, "sensitivity": 0.1, "specificity": 0.3}, 0.3, n_bootstrap=100)
     first = render_documents(run, tmp_path / "a", formats=("md",))
     algorithm = (tmp_path / "a" / "algorithm_description.md").read_text()
-    assert "#### site_a" in algorithm and "*Source: `assessment/site_a/assessment.json`.*" in algorithm
+    standalone = algorithm.split("### 6.2")[1].split("## 7.")[0]
+    assert "#### Site a" in standalone
+    assert "`assessment/site_a/assessment.json`" in standalone.split("*Sources:")[-1]
     assert "](figures/assess_site_a_roc.png)" in algorithm and "No standalone assessment exists" not in algorithm
     path = run / "assessment" / "site_a" / "assessment.json"
     document = json.loads(path.read_text())

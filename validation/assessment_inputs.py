@@ -35,6 +35,7 @@ from cxr_device.findings import TARGET
 from cxr_device.image_index import attach_paths, index_images
 from cxr_device.nih_metadata import read_nih_metadata
 from cxr_device.runtime.header_check import collect_paths
+from cxr_device.synth_dicom import SYNTHETIC_COMMENT
 
 LABEL_WITHOUT_FILE, FILE_WITHOUT_LABEL = "label_without_file", "file_without_label"
 INVALID_LABEL, DUPLICATE_LABEL, CONFLICTING_LABEL = "invalid_label", "duplicate_label", "conflicting_label"
@@ -123,7 +124,7 @@ def from_dicom_labels(dicom_dir: str | Path, labels_csv: str | Path) -> InputSet
     Rows naming one file (by its resolved path) are read together: when they agree, the first is
     used and each further row is a ``duplicate_label`` exclusion; when they disagree, the file is
     not scored and every one of its rows is a ``conflicting_label`` exclusion naming all of them.
-    Each patient is the file's PatientID (with IssuerOfPatientID), hashed (:func:`patient_key`).
+    Each patient is the file's PatientID (with IssuerOfPatientID), hashed (:func:`header_facts`).
     """
     folder, labels_path = Path(dicom_dir), Path(labels_csv)
     if not folder.is_dir():
@@ -138,7 +139,7 @@ def from_dicom_labels(dicom_dir: str | Path, labels_csv: str | Path) -> InputSet
             continue
         path = Path(raw_path) if Path(raw_path).is_absolute() else folder / raw_path
         groups.setdefault(path.resolve(), []).append((line, raw_path, raw_label.strip()))
-    items = []
+    items, n_synthetic = [], 0
     for resolved, rows in groups.items():
         problems = _label_row_problems(rows, labels_path)
         excluded += problems
@@ -153,14 +154,17 @@ def from_dicom_labels(dicom_dir: str | Path, labels_csv: str | Path) -> InputSet
                                     else f"{where}: {path} is not under {folder}"}))
             continue
         path = files[resolved]
-        items.append(LabelledInput(_relative(path, folder), path, int(label), patient_key(path)))
+        patient, synthetic = header_facts(path)
+        n_synthetic += synthetic
+        items.append(LabelledInput(_relative(path, folder), path, int(label), patient))
     listed = [entry for _, entry in sorted(excluded, key=lambda pair: pair[0])]
     for resolved, path in sorted(files.items(), key=lambda kv: str(kv[1])):
         if resolved not in groups:
             listed.append({"key": _relative(path, folder), "reason": FILE_WITHOUT_LABEL,
                            "detail": f"{path}: no row of {labels_path} labels this file"})
     return InputSet("dicom", {"dicom": str(folder), "labels": str(labels_path),
-                              "labels_sha256": hashlib.sha256(labels_path.read_bytes()).hexdigest()},
+                              "labels_sha256": hashlib.sha256(labels_path.read_bytes()).hexdigest(),
+                              "n_synthetic_dicom": n_synthetic},
                     items, listed)
 
 
@@ -178,18 +182,22 @@ def _label_row_problems(rows: list[tuple[int, str, str]], labels_path: Path) -> 
                               f"line {first_line}"}) for line, raw, label in rows[1:]]
 
 
-def patient_key(path: Path) -> str:
-    """The file's patient as a pseudonym: sha256 of IssuerOfPatientID and PatientID (hex), so no
-    identifier is ever written; "" when the header names no patient or cannot be read."""
+def header_facts(path: Path) -> tuple[str, bool]:
+    """(patient, synthetic) of a DICOM file: the patient as a pseudonym - sha256 of
+    IssuerOfPatientID and PatientID (hex), so no identifier is ever written; "" when the header
+    names no patient or cannot be read - and whether cxr-device wrote it as a synthetic phantom
+    (its ImageComments), so that the documents never present the device's own files as a site's."""
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID", "IssuerOfPatientID"])
+        ds = pydicom.dcmread(path, stop_before_pixels=True,
+                             specific_tags=["PatientID", "IssuerOfPatientID", "ImageComments"])
     except Exception:  # noqa: BLE001 - an unreadable file is reported by the scoring, not here
-        return ""
+        return "", False
+    synthetic = str(ds.get("ImageComments", "") or "") == SYNTHETIC_COMMENT
     patient = str(ds.get("PatientID", "") or "").strip()
     if not patient:
-        return ""
+        return "", synthetic
     issuer = str(ds.get("IssuerOfPatientID", "") or "").strip()
-    return hashlib.sha256(json.dumps([issuer, patient]).encode()).hexdigest()
+    return hashlib.sha256(json.dumps([issuer, patient]).encode()).hexdigest(), synthetic
 
 
 def _relative(path: Path, folder: Path) -> str:

@@ -11,6 +11,7 @@ rationale, and a problem when Basic is chosen although a hazard reaches the seri
 """
 from __future__ import annotations
 
+from ..claims import claims
 from ..completeness import todo
 
 BASIC, ENHANCED = "basic", "enhanced"
@@ -20,11 +21,10 @@ def documentation_level(profile: dict, hazards: list[dict]) -> dict:
     """``{"level", "source", "recommended", "highest", "serious", "reaching", "rationale",
     "problems", "confirmation"}`` (plain data for the templates and the consistency check)."""
     software = profile["software"]
-    device_type = profile["classification"]["device_type"]
+    claim = profile["claim"]["type"]
     declared = software["documentation_level"]
-    level = declared or (BASIC if device_type == "CADt" else ENHANCED)
-    source = "profile: software.documentation_level" if declared else \
-        f"derived from profile: classification.device_type ({device_type})"
+    level = declared or (BASIC if claim == "cadt" else ENHANCED)
+    source = "profile: software.documentation_level" if declared else f"derived from the claim ({claims()[claim]['short']})"
     serious = software["serious_injury_severity"]
     highest = max((h["severity"] for h in hazards), default=0)
     reaching = [{"id": h["id"], "hazard": h["hazard"], "severity": h["severity"], "harm": h["harm"]}
@@ -33,16 +33,16 @@ def documentation_level(profile: dict, hazards: list[dict]) -> dict:
     recommended = ENHANCED if reaching else BASIC
     if reaching:
         rationale = (f"{len(reaching)} hazard(s) of the risk file reach severity {serious} or more before their "
-                     f"controls (death or serious injury on the file's scale, profile: software.serious_injury_severity): "
+                     f"controls (death or serious injury on the file's scale): "
                      + "; ".join(f"{r['id']} {r['hazard']} (severity {r['severity']})" for r in reaching)
                      + ". The guidance then calls for the Enhanced level.")
     else:
         rationale = (f"No hazard of the risk file reaches severity {serious} (death or serious injury on the file's "
-                     f"scale, profile: software.serious_injury_severity) before its controls; the highest is {highest}, "
-                     f"for {', '.join(t['id'] + ' ' + t['hazard'] for t in top)}. The device is {device_type}: "
-                     "its flag changes the order in which studies are read, and every study is still read by a "
-                     "radiologist (profile: clinical_workflow), so a failure delays a read rather than acting on the "
-                     "patient. On the risk file's scale no failure before risk controls presents a probability of "
+                     f"scale) before its controls; the highest is {highest}, "
+                     f"for {', '.join(t['id'] + ' ' + t['hazard'] for t in top)}. The device is "
+                     f"{claims()[claim]['name']}: its notification changes the order in which studies are read, and "
+                     f"every study is still read by {profile['readers']}, so a failure delays a read rather than "
+                     "acting on the patient. On the risk file's scale no failure before risk controls presents a probability of "
                      "death or serious injury, the condition under which the guidance asks for the Enhanced level; "
                      "the owner confirms this reading of the risk file (below).")
     problems = []
@@ -51,6 +51,6 @@ def documentation_level(profile: dict, hazards: list[dict]) -> dict:
                         f"severity {serious}: " + ", ".join(r["id"] for r in reaching))
     return {"level": level, "source": source, "recommended": recommended, "highest": highest, "serious": serious,
             "reaching": reaching, "rationale": rationale, "problems": problems,
-            "confirmation": "confirmed by the owner (profile: software.documentation_level_confirmed)"
+            "confirmation": "confirmed by the owner"
             if software["documentation_level_confirmed"] else
             todo("software.documentation_level_confirmed", "the owner confirms the documentation level")}
