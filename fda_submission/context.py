@@ -446,13 +446,11 @@ def flag_limits(profile: dict, prevalence: float, assessments: list[dict], metri
     """The share of studies the device is expected to flag at the intended prevalence, from the first
     standalone set of the intended population (else the internal test split), and its p-chart limits
     over the profile's review volume."""
-    from validation.control_limits import expected_flag_rate, p_chart
+    from validation.control_limits import flag_rate_limits
 
     evidence = [a for a in assessments if a.get("accepted") and a.get("in_population") is not False
                 and not a.get("development")]
     basis = evidence[0]["accepted"] if evidence else metrics["splits"]["test"]
     where = f"the standalone set {evidence[0]['name']}" if evidence else "the internal test split"
-    rate = expected_flag_rate(prevalence, basis["sensitivity"]["value"], basis["specificity"]["value"])
-    limits = p_chart(rate, profile["postmarket"]["review_volume"])
-    return {**limits.as_dict(), "prevalence": prevalence, "sensitivity": basis["sensitivity"]["value"],
-            "specificity": basis["specificity"]["value"], "basis": where}
+    return flag_rate_limits(prevalence, basis["sensitivity"]["value"], basis["specificity"]["value"],
+                            profile["postmarket"]["review_volume"], where)
