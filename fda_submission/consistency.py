@@ -154,8 +154,13 @@ def _cal(c: dict) -> str:
 
 
 # --- evidence -----------------------------------------------------------------------------------
+#: The non-inferiority margins of ``cxr-device compare`` that the PCCP declares (profile ``pccp.margins``).
+MARGINS = ("auroc", "sensitivity", "specificity", "refusal_increase")
+
+
 def check_evidence(ctx: dict) -> list[Finding]:
-    """At least one standalone assessment; each judged against the profile's criteria and prevalence."""
+    """At least one standalone assessment, each judged against the profile's criteria and prevalence;
+    every comparison judged against the PCCP's margins."""
     profile, out = ctx["profile"], []
     if not ctx["assessments"]:
         out.append(Finding("no-standalone-evidence", "internal results are the only evidence: no standalone "
@@ -177,6 +182,13 @@ def check_evidence(ctx: dict) -> list[Finding]:
                                Side(f"{a['file']}: predictive_values_at_intended_prevalence.prevalence",
                                     repr(at.get("prevalence"))),
                                Side("profile: expected_prevalence", repr(profile["expected_prevalence"]))))
+    declared = {k: profile["pccp"]["margins"].get(k) for k in MARGINS}
+    for c in ctx["comparisons"]:
+        used = {k: c["margins"].get(k) for k in MARGINS}
+        if used != declared:
+            out.append(Finding("pccp-margins", f"comparison {c['name']} was judged against other margins than the "
+                               "PCCP declares", Side(f"{c['file']}: margins", json.dumps(used)),
+                               Side("profile: pccp.margins", json.dumps(declared))))
     return out
 
 

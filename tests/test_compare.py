@@ -300,7 +300,9 @@ def test_the_pccp_cites_the_comparisons_of_the_run(trained_run, candidate_run, b
     summary["cohort"]["dir"] = str(run / "cohort")
     summary_path.write_text(json.dumps(summary))
     before = render_documents(run, tmp_path / "before", formats=("md",))
-    assert "cxr-device compare" not in (tmp_path / "before" / "pccp.md").read_text() and before["md"]
+    pccp = (tmp_path / "before" / "pccp.md").read_text()  # the method is stated; no comparison is cited yet
+    assert "`cxr-device compare --baseline RELEASED/bundle" in pccp and before["md"]
+    assert "comparison.json" not in pccp and "| internal |" not in pccp
     document = compare(bundles[0], load_bundle(run / "bundle"), from_cohort(run / "cohort", "test"),
                        run / "comparison" / "internal", "internal", LOOSE, "test profile")
     render_documents(run, tmp_path / "after", formats=("md",))
@@ -308,10 +310,12 @@ def test_the_pccp_cites_the_comparisons_of_the_run(trained_run, candidate_run, b
     a = document["auroc"]
     assert "`cxr-device compare --baseline RELEASED/bundle --candidate MODIFIED/bundle" in pccp
     row = next(line for line in pccp.splitlines() if line.startswith("| internal |"))
-    assert f"{a['difference']:+.3f} (95% CI {a['ci95'][0]:+.3f} to {a['ci95'][1]:+.3f})" in row
-    assert row.endswith(f"| {document['verdict']} |") and "auroc -0.9, sensitivity -0.9" in row
+    assert f"{a['difference']:+.3f} ({a['ci95'][0]:+.3f} to {a['ci95'][1]:+.3f})" in row
+    assert row.endswith(f"| -0.9 / -0.9 / -0.9 | **{document['verdict']}** |")  # the margins it was judged against
     assert document["devices"]["baseline"]["device_json_sha256"][:16] in row and "not this one" not in row
-    assert "*Source: `comparison/internal/comparison.json`.*" in pccp
+    assert "*Sources: `comparison/internal/comparison.json`; profile: acceptance, pccp.*" in pccp
+    findings = json.loads((tmp_path / "after" / "checks.json").read_text())["consistency_findings"]
+    assert [f["code"] for f in findings if f["code"] == "pccp-margins"] == ["pccp-margins"]  # -0.9 is not -0.02
     appendices = (tmp_path / "after" / "appendices.md").read_text()
     assert "comparison/internal/comparison.json" in appendices  # hashed in the provenance appendix
 

@@ -95,7 +95,7 @@ def test_a_dicom_without_pixel_data_fails_the_header_check_and_is_refused(bundle
 
 
 def test_a_non_finite_model_output_is_not_decided(bundle, make_dicom, monkeypatch):
-    monkeypatch.setattr(Predictor, "probabilities", lambda self, batch: np.full(len(batch), np.nan))
+    monkeypatch.setattr(Predictor, "logits", lambda self, batch: np.full(len(batch), np.nan))
     [result] = predict_files([_dicom(make_dicom, "fine.dcm")], bundle)
     assert result.status == UNREADABLE and "non-finite probability" in result.reason
     assert result.probability is None and result.decision is None
@@ -220,14 +220,18 @@ def test_profile_links_and_images_are_inert_in_the_html_documents(trained_run, t
     profile.write_text(HOSTILE_PROFILE)
     written = render_documents(trained_run, tmp_path / "docs", profile, ("md", "html"))
     assert len(written["html"]) == len(DOCUMENTS)
+    quoting = {"package_index", "device_description", "algorithm_description", "summary_510k", "labeling", "usability"}
+    assert quoting <= {path.stem for path in written["html"]}
     for path in written["html"]:
         page = path.read_text()
-        assert "Hostile" in page  # every document quotes the intended use
+        assert "Evil &lt;b onmouseover=alert(4)&gt;device" in page  # every title names the device, escaped
+        assert "Hostile" in page or path.stem not in quoting  # these documents quote the intended use
         assert not re.search("javascript:", page, re.IGNORECASE)
         assert 'src="http' not in page and "<script" not in page and "<b " not in page
-        # only embedded PNG figures: no other data URL (a MIME type or a bare comma after "data:"), while
-        # Python signatures and prose in the generated documents may say "data: bytes"
-        assert re.findall(r"data:(?!image/png;base64,)(?:[a-z]+/[^\s,;]*)?[;,]", page, re.IGNORECASE) == []
+        # only embedded PNG or SVG figures (an <img> runs no script): no other data URL (a MIME type or a
+        # bare comma after "data:"), while Python signatures and prose in the documents may say "data: bytes"
+        assert re.findall(r"data:(?!image/(?:png|svg\+xml);base64,)(?:[a-z]+/[^\s,;]*)?[;,]", page,
+                          re.IGNORECASE) == []
         assert re.findall(r'href="(?!https?:|mailto:|#)', page) == []
     description = (tmp_path / "docs" / "algorithm_description.html").read_text()
     assert "<span>click</span>" in description and "<span>t</span>" in description  # the words stay

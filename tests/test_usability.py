@@ -134,7 +134,7 @@ def test_rmf_and_hf_render_with_every_number_traced_and_verify_against_the_run(t
     html = (out / "usability.html").read_text()
     assert "<pre><code>" in html and "&lt;contains CODE:(,," in html and "&amp;lt;" not in html  # escaped once
     assert "### HAZ-13: Result filed under the wrong patient or study" in rmf and "Table 1-3" in rmf
-    assert "| design | The threshold is chosen on validation data only" in rmf
+    assert "| design | The threshold is chosen on development data only (the validation split" in rmf
 
 
 @pytest.mark.requirement("REQ-DOC-003")
