@@ -100,6 +100,7 @@ def build_context(run_dir: str | Path, profile: dict, junit_rows: list | None = 
     identity = device_identity(layout.device_json, device, profile)
     claim = claim_wording(profile, profile["device_name"])
     comparisons = _comparisons(layout, read, identity.device_sha256)
+    ttn = time_to_notification(run, read)
     date = issue_date(profile, run)
     population = derived(profile["population"], profile["study"]["sites"])
     study = profile["study"]
@@ -172,7 +173,7 @@ def build_context(run_dir: str | Path, profile: dict, junit_rows: list | None = 
         "trace_summary": {"verified": sum(r["status"] == "verified" for r in junit_rows or []),
                           "total": len(junit_rows or [])},
         "soup_licences": soup_licences(runtime),
-        "ttn": None,
+        "ttn": ttn,
         "flag_limits": flag_limits(profile, plan.prevalence, assessments, metrics),
         "classification": classification(profile, claim),
         "todo": todo,
@@ -287,6 +288,42 @@ def _comparisons(layout: RunLayout, read: dict[str, Path], device_sha256: str) -
                                  "`cxr-device compare`") from None
         out.append(c)
     return out
+
+
+#: Where a run keeps the node's time-to-notification benchmark (bench/bench_ttn.py --out RUN).
+TTN_FILE = "ttn/ttn.json"
+#: What the documents print of it: the context key "ttn" (the validation plan and the 510(k) summary).
+TTN_NUMBERS = ("arrival_rate_per_min", "p50_s", "p95_s", "max_s", "max_sustained_per_min")
+TTN_TEXTS = ("machine", "sender", "images_per_study", "pixel_side")
+
+
+def time_to_notification(run: Path, read: dict[str, Path]) -> dict | None:
+    """``ttn/ttn.json`` of the run (bench/bench_ttn.py), with ``file`` (where it is, for the
+    documents to cite); None when the run has none. A file the documents cannot quote stops with
+    the file and the field."""
+    path = run / TTN_FILE
+    if not path.is_file():
+        return None
+    remedy = f"run `python bench/bench_ttn.py --out {run}` again"
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise CxrDeviceError(f"{path}: not a readable benchmark ({type(err).__name__}: {str(err)[:120]}); {remedy}") \
+            from None
+    if not isinstance(document, dict):
+        raise CxrDeviceError(f"{path}: expected a JSON object; {remedy}")
+    for key in TTN_NUMBERS:
+        value = document.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
+            raise CxrDeviceError(f"{path}: {key}: expected a non-negative number, got {str(value)[:40]!r}; {remedy}")
+    for key in TTN_TEXTS:
+        if not isinstance(document.get(key), (str, int)) or str(document[key]).strip() == "":
+            raise CxrDeviceError(f"{path}: {key}: expected a text, got {str(document.get(key))[:40]!r}; {remedy}")
+    if not document["p50_s"] <= document["p95_s"] <= document["max_s"]:
+        raise CxrDeviceError(f"{path}: p50_s, p95_s, max_s: percentiles out of order ({document['p50_s']}, "
+                             f"{document['p95_s']}, {document['max_s']}); {remedy}")
+    read[str(path)] = path
+    return {**document, "file": TTN_FILE}
 
 
 def _population_fit(predictions: Path, ages: dict, read: dict[str, Path]) -> dict | None:
@@ -446,13 +483,11 @@ def flag_limits(profile: dict, prevalence: float, assessments: list[dict], metri
     """The share of studies the device is expected to flag at the intended prevalence, from the first
     standalone set of the intended population (else the internal test split), and its p-chart limits
     over the profile's review volume."""
-    from validation.control_limits import expected_flag_rate, p_chart
+    from validation.control_limits import flag_rate_limits
 
     evidence = [a for a in assessments if a.get("accepted") and a.get("in_population") is not False
                 and not a.get("development")]
     basis = evidence[0]["accepted"] if evidence else metrics["splits"]["test"]
     where = f"the standalone set {evidence[0]['name']}" if evidence else "the internal test split"
-    rate = expected_flag_rate(prevalence, basis["sensitivity"]["value"], basis["specificity"]["value"])
-    limits = p_chart(rate, profile["postmarket"]["review_volume"])
-    return {**limits.as_dict(), "prevalence": prevalence, "sensitivity": basis["sensitivity"]["value"],
-            "specificity": basis["specificity"]["value"], "basis": where}
+    return flag_rate_limits(prevalence, basis["sensitivity"]["value"], basis["specificity"]["value"],
+                            profile["postmarket"]["review_volume"], where)

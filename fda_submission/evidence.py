@@ -50,6 +50,8 @@ def traced_context(context: dict) -> dict:
     out["comparisons"] = [TracedMapping(c, Source(c["file"]), {k: Source(DERIVED, f"comparisons.{c['folder']}.{k}")
                                                                 for k in ("file", "folder", "this_device")})
                           for c in context["comparisons"]]
+    if context.get("ttn"):
+        out["ttn"] = TracedMapping(context["ttn"], Source(context["ttn"]["file"]), {"file": Source(DERIVED, "ttn.file")})
     for key in DERIVED_KEYS:
         out[key] = traced(context[key], Source(DERIVED, key))
     return add_texts(out)
@@ -68,6 +70,7 @@ def derived_record(context: dict) -> dict:
                                            "in_population": a.get("in_population")} for a in context["assessments"]}
     record["comparisons"] = {c["folder"]: {k: c[k] for k in ("file", "folder", "this_device")}
                              for c in context["comparisons"]}
+    record["ttn"] = {"file": context["ttn"]["file"]} if context.get("ttn") else None
     return json.loads(json.dumps(record, default=str))
 
 

@@ -31,6 +31,7 @@ from cxr_device.validated import SETTINGS, Fraction, build, check_keys
 from cxr_device.yaml_io import load_yaml
 from validation.acceptance import Acceptance
 from validation.margins import Margins
+from validation.monitor_limits import Postmarket, RefusalLimit
 
 from .population import Population
 
@@ -49,12 +50,12 @@ class TrainingData(_Section):
     relation_to_dicom: MaybeText = None  # e.g. the images are JPEG exports of DICOM studies, downscaled by ...
 
 
-class Study(_Section):
-    """Design values of the validation study that are not acceptance criteria."""
+class Study(RefusalLimit):
+    """Design values of the validation study that are not acceptance criteria (``refusal_limit``,
+    which monitoring judges too, is defined with the monitor's limits)."""
 
     sites: Annotated[int, Field(ge=1, le=100)] = 2
     subgroup_floor: Annotated[int, Field(ge=1, le=10_000)] = 10
-    refusal_limit: Fraction = 0.05
     simulation_replicates: Annotated[int, Field(ge=100, le=200_000)] = 2000
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
     collection_window_months: Annotated[int, Field(ge=1, le=120)] = 12  # the longest a site collects
@@ -176,18 +177,6 @@ class Pccp(_Section):
     planned_changes: list[Text] | None = None
     retraining_data_policy: MaybeText = None
     margins: Margins = Field(default_factory=Margins)  # non-inferiority of a modified device (cxr-device compare)
-
-
-class Postmarket(_Section):
-    """Postmarket monitoring plan values owned by the manufacturer."""
-
-    owner: MaybeText = None
-    review_interval_months: Annotated[int, Field(ge=1, le=60)] = 3
-    flag_rate_band: Fraction = 0.5  # earlier profiles: a relative band (now exact p-chart limits, review_volume)
-    review_volume: Annotated[int, Field(ge=10, le=10_000_000)] = 500  # studies per review period (p-chart limits)
-    psi_limit: Annotated[float, Field(gt=0, le=10)] = 0.2  # score drift: population stability index above this
-    drift_p_value: Fraction = 0.01  # score drift: a Kolmogorov-Smirnov p-value below this
-    complaint_process: MaybeText = None
 
 
 class OwnerText(_Section):

@@ -1,4 +1,4 @@
-"""Subcommands of ``cxr-device`` that live in ``validation``: check-dicom, evaluate, assess and compare."""
+"""Subcommands of ``cxr-device`` that live in ``validation``: check-dicom, evaluate, assess, compare and monitor."""
 from __future__ import annotations
 
 import argparse
@@ -331,3 +331,77 @@ def _compare(args: argparse.Namespace) -> int:
               f"labels): listed in {out / COMPARISON} (inputs.excluded); fix the set and compare again",
               file=sys.stderr)
     return 0 if document["verdict"] == MET and not excluded else 1
+
+
+# --- monitor -------------------------------------------------------------------------------
+MONITOR_EPILOG = """\
+examples:
+  cxr-device monitor --node /var/lib/cxr-node --bundle /opt/cxr/bundle --profile my_device.yaml \\
+      --out reports/2026-12
+  cxr-device monitor --node /var/lib/cxr-node --bundle /opt/cxr/bundle --since 2026-12-01 --out /tmp/m
+
+reads (never an image): NODE/results/*/study.json, NODE/node.log, NODE/status.json
+signals, over the window, per UTC day, and per calling AE title, manufacturer and model name:
+  volume       studies and images
+  refusals     studies of which no image was scored; crossed above the upper p-chart limit of the
+               profile's study.refusal_limit for the studies counted; images by reason; stores the
+               node refused (node.log)
+  flag rate    studies flagged among those scored, against exact binomial p-chart limits around
+               prevalence x sensitivity + (1 - prevalence) x (1 - specificity) (the bundle's internal
+               test operating point; expected_prevalence of the profile, else the test split's)
+  score drift  accepted images' probabilities against the bundle's reference scores: PSI above
+               postmarket.psi_limit or KS p below postmarket.drift_p_value, judged from
+               postmarket.drift_min_scores scores on
+  time to notification  last image received -> result acknowledged by the PACS (forwarding node) or
+               SR written (otherwise), on the node's monotonic clock: p50, p95, max
+outputs in OUT: monitor.json (sorted keys, no clock time of its own), report.html (self-contained),
+  volume.png, p_charts.png, scores.png, ttn.png (those with data)
+exit code: 0 every limit held and every study record was read; 1 a limit was crossed or a study
+  record could not be read (each listed under crossings in monitor.json); 2 usage error, a node
+  folder that cannot be read, or a bundle that cannot be trusted
+"""
+
+
+def monitor_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "monitor", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=MONITOR_EPILOG,
+        help="post-market monitoring of a DICOM node: volume, refusals, flag rate, score drift, time to notification",
+        description="Read what a running (or stopped) node recorded - its study records, log and status, never an\n"
+        "image - and report the signals of the post-market plan with their control limits, over the\n"
+        "window and broken down by day, calling AE title, manufacturer and model name. Exits 1 when a\n"
+        "limit is crossed, so a scheduled job or a CI step can alert.",
+    )
+    p.add_argument("--node", required=True, type=Path, metavar="DIR", help="the node's folder (serve --out)")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for monitor.json and report.html")
+    p.add_argument("--bundle", type=Path, metavar="BUNDLE",
+                   help="the locked bundle the node runs: its operating point and reference scores (without it the "
+                   "flag rate and the drift are not judged)")
+    p.add_argument("--profile", type=Path, metavar="YAML",
+                   help="device profile: postmarket limits, study.refusal_limit, expected_prevalence (default values "
+                   "without it)")
+    p.add_argument("--since", metavar="DATE", help="only studies from this UTC date (YYYY-MM-DD) or ISO 8601 time on")
+    from cxr_device.runtime.commands import add_trusted_key
+
+    add_trusted_key(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_monitor)
+
+
+def _monitor(args: argparse.Namespace) -> int:
+    from cxr_device.console import check_output_dir, output_dir
+    from cxr_device.runtime.commands import load_verified_bundle
+
+    from .monitor import monitor, summary_lines
+    from .monitor_limits import read_monitor_limits
+    from .node_records import parse_since, read_node
+
+    since = parse_since(args.since)
+    check_output_dir(args.out)
+    limits = read_monitor_limits(args.profile)
+    node = read_node(args.node, since, progress=not args.quiet and sys.stderr.isatty())
+    bundle = load_verified_bundle(args.bundle, args.trusted_key) if args.bundle else None
+    document = monitor(node, bundle, limits, since, output_dir(args.out))
+    for line in summary_lines(document):
+        print(terminal(line))
+    print(f"wrote {terminal(args.out)}")
+    return 1 if document["crossings"] else 0

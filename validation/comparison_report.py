@@ -2,13 +2,11 @@
 embedded), every text from the inputs escaped, no external resource and no script."""
 from __future__ import annotations
 
-import base64
 import html
 from pathlib import Path
 
-STYLE = ("body{font-family:sans-serif;max-width:60em;margin:2em auto;color:#222}"
-         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:.3em .6em;text-align:left}"
-         ".met{color:#1e7b34;font-weight:bold}.not{color:#b03a2e;font-weight:bold}img{max-width:100%}")
+from .html_report import image, page
+from .html_report import table as _table
 
 
 def _e(value) -> str:
@@ -22,13 +20,6 @@ def _f(value, signed: bool = False) -> str:
 def _ci(interval) -> str:
     lo, hi = interval
     return "n/a" if lo is None or hi is None else f"[{lo:+.4f}, {hi:+.4f}]"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    """A table whose cells are already escaped."""
-    head = "".join(f"<th>{h}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def _verdict(met: bool) -> str:
@@ -71,8 +62,6 @@ def render_report(document: dict, figure_png: bytes | None) -> str:
     """The HTML text of the report."""
     name, paired = _e(document["name"]), document["paired"]
     judgement, refusals, g = document["judgement"], document["refusals"], document["agreement"]
-    head = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Comparison {name}</title>'
-            f"<style>{STYLE}</style></head><body>")
     intro = (f"<p>Made by <code>cxr-device compare</code>; differences are {_e(paired['differences'])}, on the "
              f"{paired['n_cases']} inputs both devices scored ({paired['n_positive']} positive, "
              f"{paired['n_negative']} negative, {paired['n_patients']} patients). Margins: "
@@ -80,15 +69,13 @@ def render_report(document: dict, figure_png: bytes | None) -> str:
     devices = _table(["device", "device.json sha256", "threshold", "signature"],
                      [[d, _e(v["device_json_sha256"]), _f(v["threshold"]), _e(v["signature"])]
                       for d, v in document["devices"].items()])
-    parts = [head, f"<h1>Comparison on {name}: {_e(document['verdict'])}</h1>", intro, devices]
+    parts = [f"<h1>Comparison on {name}: {_e(document['verdict'])}</h1>", intro, devices]
     if judgement["not_enough_data"]:
         reasons = "".join(f"<li>{_e(r)}</li>" for r in judgement["not_enough_data"])
         parts.append(f"<h2>Not enough data</h2><ul>{reasons}</ul>")
     parts += ["<h2>Differences and margins</h2>", _endpoints(document), f"<p>{_e(paired['independence'])}.</p>"]
     if figure_png:
-        data = base64.b64encode(figure_png).decode("ascii")
-        parts.append(f'<img alt="ROC curves of both devices with their locked operating points" '
-                     f'src="data:image/png;base64,{data}">')
+        parts.append(image(figure_png, "ROC curves of both devices with their locked operating points"))
     t = g["table"]
     decisions = _table(["", "candidate: pneumonia", "candidate: no pneumonia"],
                        [["baseline: pneumonia", str(t["both_positive"]), str(t["baseline_only_positive"])],
@@ -105,8 +92,7 @@ def render_report(document: dict, figure_png: bytes | None) -> str:
     if excluded:
         rows = [[_e(x["key"]), _e(x["reason"]), _e(x["detail"])] for x in excluded]
         parts += ["<h2>Excluded before scoring</h2>", _table(["input", "reason", "detail"], rows)]
-    parts.append("</body></html>\n")
-    return "\n".join(parts)
+    return page(f"Comparison {document['name']}", parts)
 
 
 def write_report(document: dict, path: Path, folder: Path) -> None:

@@ -45,3 +45,11 @@ def p_chart(rate: float, n: int, tail: float = TAIL) -> Limits:
 def expected_flag_rate(prevalence: float, sensitivity: float, specificity: float) -> float:
     """The share of studies a device flags: prevalence x sensitivity + (1 - prevalence) x (1 - specificity)."""
     return prevalence * sensitivity + (1.0 - prevalence) * (1.0 - specificity)
+
+
+def flag_rate_limits(prevalence: float, sensitivity: float, specificity: float, n: int, basis: str) -> dict:
+    """The expected share of flagged studies (:func:`expected_flag_rate`) with its p-chart limits for
+    ``n`` studies, and what it was computed from (the postmarket plan and ``monitor`` both use it)."""
+    rate = expected_flag_rate(prevalence, sensitivity, specificity)
+    return {**p_chart(rate, n).as_dict(), "prevalence": prevalence, "sensitivity": sensitivity,
+            "specificity": specificity, "basis": basis}

@@ -466,8 +466,39 @@ def _write_one(prediction: Prediction, device: DeviceIdentity, out: Path, second
         "sr": record.sr.name, "sr_instance_number": sr_number,
         "sc": record.sc.name if record.sc else None, "sc_instance_number": sc_number if sc_written else None,
         "source_sha256": digest, "received_at": receipt.get("received_at"),
-        "answered_at": study_record.utc_now(), "invalid_identity_values": record.invalid_identity})
+        "answered_at": study_record.utc_now(), "invalid_identity_values": record.invalid_identity,
+        **_origin(ds, device, receipt)})
     return record
+
+
+def _origin(ds, device: DeviceIdentity, receipt: dict) -> dict:
+    """What study.json records of where an image came from and when, beside its answer: the
+    sender's AE title (the node's receipt), the equipment (Manufacturer, ManufacturerModelName:
+    not patient data), the device that answered, and the monotonic times (:mod:`study_record`)."""
+    received = receipt.get("monotonic")
+    return {"calling_ae": _text(receipt.get("calling_ae")), "manufacturer": _header_text(ds, "Manufacturer"),
+            "model_name": _header_text(ds, "ManufacturerModelName"), "device_sha256": device.bundle_sha256,
+            "notified_by": receipt.get("notified_by"),
+            "received_monotonic": None if received is None else round(float(received), 6),
+            "answered_monotonic": study_record.monotonic_now(), "monotonic_clock": study_record.monotonic_clock()}
+
+
+def _header_text(ds, keyword: str) -> str | None:
+    """A header value as text (:func:`_text`); a value pydicom cannot read is not recorded (None),
+    never a reason to leave an image unanswered."""
+    try:
+        return _text(ds.get(keyword))
+    except Exception:  # noqa: BLE001 - a malformed element of the equipment module
+        return None
+
+
+def _text(value, limit: int = 64) -> str | None:
+    """A short value as text, at most ``limit`` characters (an LO value's length); None when absent
+    or empty."""
+    if value is None:
+        return None
+    text = str(value).strip("\0 ")[:limit]
+    return text or None
 
 
 def _refusal(prediction: Prediction) -> str:

@@ -400,7 +400,8 @@ class DicomNode:
 
     # --- receiving ------------------------------------------------------------------------------
     def _on_store(self, event) -> int:
-        received = {"monotonic": time.monotonic(), "received_at": study_record.utc_now()}
+        received = {"monotonic": study_record.monotonic_now(), "received_at": study_record.utc_now(),
+                    "calling_ae": str(event.assoc.requestor.ae_title).strip(), "notified_by": self._notified_by()}
         request = event.request
         sop_class, sop_uid = str(request.AffectedSOPClassUID), str(request.AffectedSOPInstanceUID)
         who = {"calling_ae": event.assoc.requestor.ae_title, "peer": event.assoc.requestor.address,
@@ -435,6 +436,11 @@ class DicomNode:
         except Exception as err:  # noqa: BLE001 - whatever pydicom raises: answer, never crash the association
             temporary.unlink(missing_ok=True)
             return self._reject("corrupt", CANNOT_UNDERSTAND, who, reason=f"{type(err).__name__}")
+
+    def _notified_by(self) -> str:
+        """How a study's notification is made: ``forward`` (the PACS acknowledges the result) when
+        the node forwards, else ``sr`` (the SR written) - recorded per image in study.json."""
+        return "forward" if self.forward is not None else "sr"
 
     def _keep(self, temporary: Path, target: Path, sop_uid: str, received: dict, who: dict) -> int:
         """Queue a new image; acknowledge a duplicate; quarantine and refuse a conflict."""
@@ -499,7 +505,7 @@ class DicomNode:
         pending = sorted(self.folder(INCOMING).glob("*.dcm"), key=lambda p: (p.stat().st_mtime, p.name))
         for path in pending:
             self._pending[path.name] = {"source_sha256": study_record.file_digest(path), "received_at": None,
-                                        "monotonic": None}
+                                        "monotonic": None, "notified_by": self._notified_by()}
             self._queue.put(path)
         self.counts["recovered"] = len(pending)
 
@@ -659,13 +665,13 @@ class DicomNode:
                 status = assoc.send_c_store(path)
                 code = int(getattr(status, "Status", -1)) if status else -1
                 if code == SUCCESS or 0xB000 <= code <= 0xBFFF:  # success or warning: stored
-                    acknowledged = study_record.utc_now()
+                    acknowledged, acknowledged_monotonic = study_record.utc_now(), study_record.monotonic_now()
                     study = _study_of(path)
                     (self.folder(FORWARDED) / path.name).touch()
                     path.unlink(missing_ok=True)
                     if study:
                         study_record.record_forwarded(self.folder(RESULTS) / study_folder_name(study), path.name,
-                                                      acknowledged)
+                                                      acknowledged, acknowledged_monotonic)
                     delivered += 1
                     with self._lock:
                         self.counts["forwarded"] += 1

@@ -1,0 +1,86 @@
+"""What test-time views and ensembles cost per image, against the single-view device, on the CPU.
+
+The input is a 1024 x 1024 DICOM made from a real NIH image of the shared data folder. Each
+configuration is a locked bundle of the same architecture (EfficientNet-Lite0 at 224 px by
+default) scored through the device path (`DevicePipeline.run`: rules, decode, preprocessing, the
+views of every member, the mean of the logits, calibration, threshold). The baseline is the
+single-view, single-model bundle, timed interleaved in the same run; the result is each
+configuration's p50 as a ratio of the baseline's.
+
+    python bench/bench_views.py [--runs 30] [--arch efficientnet_lite0] [--members 3]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cxr_device.models import ModelSpec, build_model
+from cxr_device.preprocessing import VIEW_SETS, Preprocessing
+from cxr_device.runtime.bundle import load_bundle, write_bundle
+from cxr_device.runtime.input_rules import default_rules_path
+from cxr_device.runtime.pipeline import DevicePipeline
+from cxr_device.synth_dicom import write_synthetic_dicom
+
+SHARED = Path(os.environ.get("CXR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--arch", default="efficientnet_lite0")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--members", type=int, default=3, help="models of the ensemble configuration")
+    args = parser.parse_args()
+    sources = sorted((SHARED / "nih" / "images_1024").glob("*.png"))
+    if not sources:
+        sys.exit(f"no PNGs in {SHARED / 'nih' / 'images_1024'} (set CXR_SHARED_DATA)")
+    work = Path(tempfile.mkdtemp(prefix="bench_views_"))
+    dicom = write_synthetic_dicom(work / "cxr1024.dcm", np.asarray(Image.open(sources[0]).convert("L")))
+    cohort = work / "cohort.csv"
+    cohort.write_text("image_id\n")
+    pre = Preprocessing(image_size=args.image_size)
+    models = []
+    for seed in range(args.members):
+        torch.manual_seed(seed)
+        models.append(build_model(ModelSpec(arch=args.arch)))
+    threshold = {"value": 0.5, "rule": "max_f1"}
+    configurations = {  # name -> (models, views)
+        "1 model, centre view (baseline)": (models[0], ("center",)),
+        "1 model, five crops": (models[0], VIEW_SETS["five_crop"]),
+        f"{args.members} models, centre view": (models, ("center",)),
+        f"{args.members} models, five crops": (models, VIEW_SETS["five_crop"]),
+    }
+    devices = {}
+    for i, (name, (model, views)) in enumerate(configurations.items()):
+        folder = write_bundle(work / f"bundle{i}", model, pre, threshold, default_rules_path(), cohort, views=views)
+        devices[name] = DevicePipeline(load_bundle(folder))  # loaded once, as a service would
+        devices[name].run([dicom])  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in devices}
+    for _ in range(args.runs):  # interleaved, so drift of the machine hits every configuration alike
+        for name, device in devices.items():
+            start = time.perf_counter()
+            [result] = device.run([dicom])
+            times[name].append(time.perf_counter() - start)
+            assert result.status == "accepted", result.reason
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads), Python {platform.python_version()}")
+    print(f"{args.arch} at {args.image_size} px, 1024 x 1024 DICOM input, {args.runs} runs each, interleaved (CPU)")
+    base = float(np.median(next(iter(times.values()))))
+    for name, samples in times.items():
+        ms = np.array(samples) * 1000
+        print(f"  {name:<34} p50 {np.percentile(ms, 50):7.1f} ms   p95 {np.percentile(ms, 95):7.1f} ms   "
+              f"x{np.median(samples) / base:.2f} of the baseline")
+
+
+if __name__ == "__main__":
+    main()
