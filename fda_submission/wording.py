@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .tracing import TracedStr
+
 SPLIT_WORDS = {"val": "the internal validation split", "test": "the internal test split",
                "train": "the internal training split"}
 EDA_CAPTIONS = {"prevalence": "Pneumonia prevalence by split", "images_per_patient": "Images per patient",
@@ -124,7 +126,10 @@ def assessment_view(a) -> dict:
     acc = a.get("accepted") or {}
     t = a["device"]["threshold"]
     role = a.get("role") or "external set: no development decision was made on it"
-    view = {"title": name.replace("_", " ").replace("-", " ").strip().capitalize(), "role_text": str(role),
+    title = name.replace("_", " ").replace("-", " ").strip().capitalize()
+    if isinstance(a["name"], TracedStr):  # the set's name as a title keeps its source (and its digits sourced)
+        title = TracedStr(title, a["name"].ref)
+    view = {"title": title, "role_text": str(role),
             "figure_captions": {}}
     if acc:
         view["figure_captions"] = {
