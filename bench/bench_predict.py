@@ -14,10 +14,7 @@ import argparse
 import os
 import platform
 import statistics
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -29,10 +26,7 @@ from cxr_device.preprocessing import Preprocessing
 from cxr_device.runtime.bundle import load_bundle, write_bundle
 from cxr_device.runtime.input_rules import default_rules_path
 from cxr_device.runtime.pipeline import DevicePipeline
-from cxr_device.synth_dicom import write_synthetic_dicom
-
-SHARED = Path(os.environ.get("CXR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-
+from nih_dicom import nih_dicom
 
 def percentiles(samples: list[float]) -> str:
     ms = np.array(samples) * 1000
@@ -46,13 +40,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=64, help="files for the batch-throughput measurement")
     args = parser.parse_args()
-    sources = sorted((SHARED / "nih" / "images_1024").glob("*.png"))
-    if not sources:
-        sys.exit(f"no PNGs in {SHARED / 'nih' / 'images_1024'} (set CXR_SHARED_DATA)")
-    work = Path(tempfile.mkdtemp(prefix="bench_predict_"))
-    dicom = write_synthetic_dicom(work / "cxr1024.dcm", np.asarray(Image.open(sources[0]).convert("L")))
-    cohort = work / "cohort.csv"
-    cohort.write_text("image_id\n")
+    work, dicom, cohort = nih_dicom("bench_predict_")
     torch.manual_seed(0)
     pre = Preprocessing(image_size=args.image_size)
     model = build_model(ModelSpec(arch=args.arch))

@@ -121,6 +121,18 @@ def make_studies(folder: Path, count: int, rng: np.random.Generator, tag: str) -
 
 
 # --- the node ----------------------------------------------------------------------------------------
+def stop_process(process: subprocess.Popen, log, grace: float) -> None:
+    """Terminate ``process`` (killed after ``grace`` seconds) and close its log."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+    log.close()
+
+
 class Node:
     """`cxr-device serve` in its own process on 127.0.0.1 and a free port."""
 
@@ -155,14 +167,7 @@ class Node:
             return {}
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self.log.close()
+        stop_process(self.process, self.log, grace=60)
 
 
 def send(storescu: str, port: int, files: list[Path], results: list, index: int) -> None:
@@ -205,14 +210,7 @@ class Pacs:
             raise SystemExit(f"storescp stopped at start (exit {self.process.returncode}); see {log}")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self.log.close()
+        stop_process(self.process, self.log, grace=30)
 
 
 # --- one run at one rate ----------------------------------------------------------------------------

@@ -14,24 +14,17 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from cxr_device.models import ModelSpec, build_model
 from cxr_device.preprocessing import VIEW_SETS, Preprocessing
 from cxr_device.runtime.bundle import load_bundle, write_bundle
 from cxr_device.runtime.input_rules import default_rules_path
 from cxr_device.runtime.pipeline import DevicePipeline
-from cxr_device.synth_dicom import write_synthetic_dicom
-
-SHARED = Path(os.environ.get("CXR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-
+from nih_dicom import nih_dicom
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -40,13 +33,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--members", type=int, default=3, help="models of the ensemble configuration")
     args = parser.parse_args()
-    sources = sorted((SHARED / "nih" / "images_1024").glob("*.png"))
-    if not sources:
-        sys.exit(f"no PNGs in {SHARED / 'nih' / 'images_1024'} (set CXR_SHARED_DATA)")
-    work = Path(tempfile.mkdtemp(prefix="bench_views_"))
-    dicom = write_synthetic_dicom(work / "cxr1024.dcm", np.asarray(Image.open(sources[0]).convert("L")))
-    cohort = work / "cohort.csv"
-    cohort.write_text("image_id\n")
+    work, dicom, cohort = nih_dicom("bench_views_")
     pre = Preprocessing(image_size=args.image_size)
     models = []
     for seed in range(args.members):
