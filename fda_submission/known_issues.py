@@ -24,9 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from cxr_device.errors import CxrDeviceError
 from cxr_device.validated import SETTINGS, build
 from cxr_device.yaml_io import load_yaml
-from validation.subgroups import AGE_BANDS
 
-from .tracing import log
+from .tracing import joined, log
 
 ANOMALIES_FILE = "anomalies.yaml"
 _Text = Annotated[str, Field(min_length=1)]
@@ -194,10 +193,11 @@ def known_issues(context: dict[str, Any]) -> list[dict]:
             + " have fewer than ten positive or negative internal test images.", "evaluation/metrics.json: subgroups")
     if context["population"]["group"] != "adult" and any(r.get("group") == "age" for a in assessments
                                                           for r in a.get("subgroups", [])):
-        bands = ", ".join(label for _, _, label in AGE_BANDS)
+        used = {str(r["level"]): r["level"] for a in assessments for r in a.get("subgroups", [])
+                if r.get("group") == "age"}  # the bands as the assessments recorded them, in their order
         add("Age bands of the assessments", f"The assessments report age with the bands of validation/subgroups.py "
-            f"({bands}), not the population's ({', '.join(context['population']['bands'])}).",
-            "validation/subgroups.py, profile: population")
+            f"({joined(used.values(), ', ')}), not the population's ({joined(context['population']['bands'], ', ')}).",
+            "assessment/*/assessment.json: subgroups, profile: population")
     left_out = context["left_out"]
     if left_out["n"]:
         add("Images left out", f"{left_out['n']} development image(s) could not be decoded and were left out; each is "

@@ -43,6 +43,7 @@ import markdown
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markdown.extensions import Extension
 from markdown.treeprocessors import Treeprocessor
+from markdown.util import AtomicString
 from markupsafe import Markup, escape
 
 from cxr_device.console import output_dir, write_text
@@ -446,13 +447,27 @@ class _DefuseLinks(Treeprocessor):
                 element.text = alt
 
 
+class _EscapedOnce(Treeprocessor):
+    """Code spans are escaped once: the template's autoescape already did it (``'`` is ``&#39;``),
+    so Python-Markdown's own escape of code text (``&amp;#39;``) is undone; the serializer keeps
+    entities and escapes any bare ``&`` or ``<`` left."""
+
+    def run(self, root) -> None:
+        for element in root.iter("code"):
+            if element.text:
+                element.text = AtomicString(element.text.replace("&lt;", "<").replace("&gt;", ">")
+                                            .replace("&amp;", "&"))
+
+
 class SafeLinks(Extension):
     """Python-Markdown extension: Markdown links keep their text but lose targets that are not
     http(s), mailto or ``#anchor``; Markdown images that are not embedded PNGs become their alt
-    text. Raw HTML never reaches the tree (autoescaped before, or the renderer's own figures)."""
+    text; code spans are not escaped twice. Raw HTML never reaches the tree (autoescaped before,
+    or the renderer's own figures)."""
 
     def extendMarkdown(self, md) -> None:  # Python-Markdown's name for the hook
         md.treeprocessors.register(_DefuseLinks(md), "cxr_safe_links", 5)  # after inline (20), prettify (10)
+        md.treeprocessors.register(_EscapedOnce(md), "cxr_escaped_once", 4)
 
 
 # --- figures ------------------------------------------------------------------------------------

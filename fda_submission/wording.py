@@ -129,8 +129,10 @@ def assessment_view(a) -> dict:
     title = name.replace("_", " ").replace("-", " ").strip().capitalize()
     if isinstance(a["name"], TracedStr):  # the set's name as a title keeps its source (and its digits sourced)
         title = TracedStr(title, a["name"].ref)
-    view = {"title": title, "role_text": str(role),
-            "figure_captions": {}}
+    view = {"title": title, "role_text": str(role), "figure_captions": {},
+            "table_captions": {"metrics": f"{title}: metrics at the locked threshold",
+                               "acceptance": f"{title}: acceptance against the profile's criteria",
+                               "shift": f"{title}: shift from the internal test split"}}
     if acc:
         view["figure_captions"] = {
             "roc": f"{view['title']}: ROC curve (AUROC {acc['auroc']['value']:.3f}, {acc['n_images']:,} images); the "
