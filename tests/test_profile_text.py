@@ -94,7 +94,7 @@ def test_every_profile_string_is_free_of_control_characters_after_load(texts):
         assert not (CONTROL if key in MULTILINE else CONTROL_ANY).search(value), (key, value)
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                 HealthCheck.function_scoped_fixture])
 @given(texts=st.lists(_text, min_size=5, max_size=5))
 def test_no_profile_text_puts_a_control_byte_in_check_output_or_documents(run, texts, capsys):
