@@ -121,7 +121,7 @@ def eda_figures(ctx: dict) -> list[tuple[str, str]]:
 
 
 def assessment_view(a) -> dict:
-    """What the documents add to an assessment: its title, its role, and its figures' captions."""
+    """What the documents add to an assessment: its title, its role, and its figures' and tables' captions."""
     name = str(a["name"])
     acc = a.get("accepted") or {}
     t = a["device"]["threshold"]
