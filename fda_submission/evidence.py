@@ -9,12 +9,18 @@ are recorded in the package as ``evidence/derived.json``.
 ``evidence/`` (:func:`write_evidence`) holds a copy of every run file the documents read, the
 profile as loaded, the JUnit report and ``derived.json``, and ``index.json`` with the sha256 of
 each and where it came from: ``cxr-device submission --verify`` fails when one is missing,
-altered, or no longer the run's.
+altered, or no longer the run's. The copies carry no path of the machine that made them
+(:func:`portable`): the run folder, the shared data, the installed packages, the source tree, the
+home and temporary folders are written as ``$RUN``, ``$CXR_SHARED_DATA``, ``$SITE_PACKAGES``,
+``$SOURCE``, ``~`` and ``$TMP``; the index keeps the sha256 of the run's own file beside the copy's.
 """
 from __future__ import annotations
 
 import json
-import shutil
+import os
+import re
+import sysconfig
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -74,29 +80,56 @@ def derived_record(context: dict) -> dict:
     return json.loads(json.dumps(record, default=str))
 
 
+def machine_roots(run: Path) -> list[tuple[str, str]]:
+    """(absolute folder, portable name) of the folders whose paths a run's files may hold, the most
+    specific first."""
+    source = Path(__file__).resolve().parents[1]
+    shared = Path(os.environ.get("CXR_SHARED_DATA", source.parent / "shared" / "data"))
+    roots = {str(Path(run).resolve()): "$RUN", str(shared.resolve()): "$CXR_SHARED_DATA",
+             sysconfig.get_paths()["purelib"]: "$SITE_PACKAGES", sysconfig.get_paths()["platlib"]: "$SITE_PACKAGES",
+             str(source): "$SOURCE", str(Path.home()): "~", str(Path(tempfile.gettempdir()).resolve()): "$TMP"}
+    return sorted(((root, name) for root, name in roots.items() if len(root) > 1), key=lambda r: -len(r[0]))
+
+
+def portable(text: str, roots: list[tuple[str, str]]) -> str:
+    """``text`` with every path under one of ``roots`` written from its portable name."""
+    for root, name in roots:
+        text = re.sub(re.escape(root) + r"(?![^/\\\s\"',;<>)\]}])", name.replace("\\", "\\\\"), text)
+    return text
+
+
+def _copy_portable(source: Path, target: Path, roots: list[tuple[str, str]]) -> None:
+    """Copy a file; a text file without the machine's paths (:func:`portable`)."""
+    data = source.read_bytes()
+    try:
+        target.write_text(portable(data.decode("utf-8"), roots), encoding="utf-8", newline="")
+    except UnicodeDecodeError:
+        target.write_bytes(data)
+
+
 def write_evidence(package: Path, context: dict, junit: Path | None) -> dict:
     """Copy the run files the documents read, the profile, the JUnit report and derived.json into
     ``package/evidence`` and write its index (file -> sha256 and origin). Returns the index."""
     root = package / EVIDENCE
     root.mkdir(parents=True, exist_ok=True)
     run = Path(context["run"]["path"])
+    roots = machine_roots(run)
     index: dict[str, dict] = {}
-    for item in context["provenance"]:
-        source = Path(item["file"]) if Path(item["file"]).is_absolute() else run / item["file"]
-        target = root / RUN_FILES / _safe_relative(item["file"])
+    files = [(Path(i["file"]) if Path(i["file"]).is_absolute() else run / i["file"], i["file"])
+             for i in context["provenance"]]
+    if (run / "manifest.json").is_file():
+        files.append((run / "manifest.json", "manifest.json"))
+    for source, name in files:
+        target = root / RUN_FILES / _safe_relative(name)
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
-        index[target.relative_to(package).as_posix()] = {"sha256": sha256_file(target), "run_file": item["file"]}
-    manifest = run / "manifest.json"
-    if manifest.is_file():
-        target = root / RUN_FILES / "manifest.json"
-        shutil.copyfile(manifest, target)
-        index[target.relative_to(package).as_posix()] = {"sha256": sha256_file(target), "run_file": "manifest.json"}
+        _copy_portable(source, target, roots)
+        index[target.relative_to(package).as_posix()] = {"sha256": sha256_file(target), "run_file": name,
+                                                         "run_sha256": sha256_file(source)}
     (root / PROFILE_COPY).write_text(yaml.safe_dump(_plain_profile(context["profile"]), sort_keys=True,
                                                     allow_unicode=True))
     index[f"{EVIDENCE}/{PROFILE_COPY}"] = {"sha256": sha256_file(root / PROFILE_COPY), "run_file": None}
     if junit is not None and Path(junit).is_file():
-        shutil.copyfile(junit, root / JUNIT_COPY)
+        _copy_portable(Path(junit), root / JUNIT_COPY, roots)
         index[f"{EVIDENCE}/{JUNIT_COPY}"] = {"sha256": sha256_file(root / JUNIT_COPY), "run_file": None}
     (root / DERIVED).write_text(json.dumps(derived_record(context), indent=2, sort_keys=True) + "\n")
     index[f"{EVIDENCE}/{DERIVED}"] = {"sha256": sha256_file(root / DERIVED), "run_file": None}

@@ -143,9 +143,10 @@ def _check_evidence(package: Path, run: Path) -> list[VerifyFinding]:
             origin = Path(run_file) if Path(run_file).is_absolute() else run / run_file
             if not origin.is_file():
                 out.append(VerifyFinding("not-the-run", name, f"the run has no {run_file}"))
-            elif sha256_file(origin) != item["sha256"]:
+            elif sha256_file(origin) != item.get("run_sha256", item["sha256"]):
                 out.append(VerifyFinding("not-the-run", name, f"the run's {run_file} is not the file the package "
-                                         "was rendered from", item["sha256"][:16], sha256_file(origin)[:16]))
+                                         "was rendered from", item.get("run_sha256", item["sha256"])[:16],
+                                         sha256_file(origin)[:16]))
     return out
 
 

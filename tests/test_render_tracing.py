@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from pathlib import Path
 
 import markdown
@@ -58,6 +59,10 @@ def test_a_code_span_in_html_shows_its_text_escaped_exactly_once(text):
 def test_the_committed_example_package_has_every_document_and_no_untraced_number():
     checks = json.loads((EXAMPLE / "checks.json").read_text())
     assert checks["untraced_numbers"] == []
+    absolute = re.compile(r"(?<![\w.$~])/(?:work|tmp|root|home|Users|var/folders)/")  # a path of some machine
+    for path in EXAMPLE.rglob("*"):
+        if path.is_file() and path.suffix in (".md", ".html", ".json", ".csv", ".yaml", ".xml"):
+            assert not absolute.search(path.read_text(errors="replace")), f"{path.name} holds a machine path"
     for name in DOCUMENTS:
         for suffix in (".md", ".html", ".pdf"):
             assert (EXAMPLE / f"{name}{suffix}").is_file(), f"{name}{suffix} missing from the example package"

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -51,6 +53,20 @@ def test_a_package_rendered_from_its_run_verifies_clean(package, capsys):
     assert main(["submission", "--verify", str(pkg), "--run", str(run)]) == 0
     assert "verified against run" in capsys.readouterr().out
     assert _traced(pkg), "the package prints traced numbers"
+
+
+def test_the_evidence_carries_no_path_of_the_machine(rendered):
+    """The run's files hold absolute paths (its cohort, its cache); the package's copies name them
+    portably ($RUN, $TMP, ...), and the index keeps the run file's own sha256 for --verify."""
+    run, pkg = rendered
+    assert str(run.resolve()) in (run / "model" / "train_summary.json").read_text()  # the run does hold one
+    roots = {str(run.resolve()), str(Path(__file__).resolve().parents[1]), str(Path.home()),
+             str(Path(tempfile.gettempdir()).resolve())}
+    for path in (pkg / "evidence").rglob("*"):
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            assert not [r for r in roots if r in text], f"{path.relative_to(pkg)} names a folder of this machine"
+    assert "$RUN/cohort" in (pkg / "evidence" / "run" / "model" / "train_summary.json").read_text()
 
 
 def _replace_token(text: str, line: int, column: int, old: str, new: str) -> str:

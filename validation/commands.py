@@ -243,7 +243,7 @@ examples:
   cxr-device compare --baseline runs/v1/bundle --candidate runs/v2/bundle --name site-a \\
       --dicom sequestered/ --labels labels.csv --profile my_device.yaml --run runs/v2
   cxr-device compare --baseline runs/v1/bundle --candidate runs/v2/bundle --name peds-test \\
-      --folders chest_xray/test --out /tmp/comparison
+      --folders chest_xray/test --out comparisons/peds-test
 
 statistics (differences are candidate - baseline, on the inputs both devices scored):
   AUROC        paired DeLong (DeLong, DeLong & Clarke-Pearson 1988): z test and 95% interval
@@ -338,7 +338,7 @@ MONITOR_EPILOG = """\
 examples:
   cxr-device monitor --node /var/lib/cxr-node --bundle /opt/cxr/bundle --profile my_device.yaml \\
       --out reports/2026-12
-  cxr-device monitor --node /var/lib/cxr-node --bundle /opt/cxr/bundle --since 2026-12-01 --out /tmp/m
+  cxr-device monitor --node /var/lib/cxr-node --bundle /opt/cxr/bundle --since 2026-12-01 --out reports/2026-12-w1
 
 reads (never an image): NODE/results/*/study.json, NODE/node.log, NODE/status.json
 signals, over the window, per UTC day, and per calling AE title, manufacturer and model name:
