@@ -137,8 +137,9 @@ def assessment_view(a) -> dict:
         view["figure_captions"] = {
             "roc": f"{view['title']}: ROC curve (AUROC {acc['auroc']['value']:.3f}, {acc['n_images']:,} images); the "
                    f"dot is the locked threshold {t:.3g}",
-            "pr": f"{view['title']}: precision-recall curve; the dot is the locked threshold {t:.3g} (PPV "
-                  f"{acc['ppv']['value']:.3f})",
+            "pr": f"{view['title']}: precision-recall curve; the dot is the locked threshold {t:.3g} ("
+                  + (f"PPV {acc['ppv']['value']:.3f})" if acc["ppv"]["value"] is not None else
+                     "no PPV: the device called no image of this set positive)"),
             "reliability": f"{view['title']}: reliability of the probabilities (ten equal-width bins; ECE "
                            f"{acc['ece']['value']:.3f})",
             "confusion": f"{view['title']}: confusion matrix at the locked threshold {t:.3g}",

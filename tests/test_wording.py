@@ -57,3 +57,15 @@ def test_inference_text_of_an_ensemble_with_views():
     views = ["center", "top_left", "top_right", "bottom_left", "bottom_right"]
     text = wording.inference_text({"metrics": {"inference": {"members": 3, "views": views}}})
     assert "an ensemble of 3 models" in text and "5 crops" in text and "averaged before calibration" in text
+
+
+def test_an_assessment_with_no_positive_call_has_captions_without_a_ppv():
+    """A set on which the device calls nothing positive (16 adult images, once) has no PPV; its
+    precision-recall caption says so instead of failing the whole package."""
+    value = {"value": 0.5}
+    accepted = {"auroc": value, "ece": value, "n_images": 16, "ppv": {"value": None, "k": 0, "n": 0}}
+    view = wording.assessment_view({"name": "nih_images_1024", "device": {"threshold": 0.42}, "accepted": accepted})
+    assert "no PPV: the device called no image of this set positive" in view["figure_captions"]["pr"]
+    accepted["ppv"] = {"value": 0.75, "k": 3, "n": 4}
+    assert "(PPV 0.750)" in wording.assessment_view({"name": "s", "device": {"threshold": 0.42},
+                                                     "accepted": accepted})["figure_captions"]["pr"]
