@@ -77,9 +77,10 @@ def decisions_text(ctx: dict) -> str:
     """The decision procedure in one paragraph."""
     recorded = ctx["metrics"].get("decision_procedure")
     if recorded:
-        return (f"Candidates declared before any was scored: {', '.join(recorded['candidates'])}. Selection metric: "
-                f"{recorded['metric']}; tie-break: {recorded['tie_break']}. The internal test split made no "
-                "decision: it stays a consistency check.")
+        where = f" ({recorded['declared_in']})" if recorded.get("declared_in") else ""
+        return (f"Candidates, each declared before it was scored{where}: {', '.join(recorded['candidates'])}; "
+                f"chosen: {recorded['chosen']}. Selection metric: {recorded['metric']}; tie-break: "
+                f"{recorded['tie_break']}. The internal test split made no decision: it stays a consistency check.")
     return ("This run records no external development set: the epoch, the calibration and the threshold were chosen "
             "on the internal validation split, which comes from the training folder; the internal test split made no "
             "decision.")

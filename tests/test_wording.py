@@ -69,3 +69,12 @@ def test_an_assessment_with_no_positive_call_has_captions_without_a_ppv():
     accepted["ppv"] = {"value": 0.75, "k": 3, "n": 4}
     assert "(PPV 0.750)" in wording.assessment_view({"name": "s", "device": {"threshold": 0.42},
                                                      "accepted": accepted})["figure_captions"]["pr"]
+
+
+def test_the_decision_procedure_names_the_chosen_candidate_and_where_the_study_was_declared():
+    procedure = {"candidates": ["c1", "c2", "e1"], "metric": "AUROC on dev", "tie_break": "accuracy",
+                 "chosen": "e1", "declared_in": "configs/study/README.md"}
+    text = wording.decisions_text({"metrics": {"decision_procedure": procedure}})
+    assert "each declared before it was scored (configs/study/README.md): c1, c2, e1; chosen: e1." in text
+    assert "internal test split made no decision" in text
+    assert "no external development set" in wording.decisions_text({"metrics": {}})
