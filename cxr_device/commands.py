@@ -253,9 +253,10 @@ def train_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, help="training YAML (defaults below otherwise)")
     g = p.add_argument_group("model")
     g.add_argument("--arch", dest="model.arch",
-                   help="densenet121 (default) | vgg16 | resnet18 | resnet50 | efficientnet_lite0 | small_cnn")
+                   help="densenet121 (default) | vgg16 | resnet18 | resnet50 | efficientnet_lite0 | efficientnet_lite1 | "
+                        "efficientnet_lite2 | small_cnn")
     g.add_argument("--weights", dest="model.weights",
-                   help="none (default) | imagenet (torchvision's cache; efficientnet_lite0: the [pretrained] extra) | PATH")
+                   help="none (default) | imagenet (torchvision's cache; efficientnet_lite0-2: the [pretrained] extra) | PATH")
     g.add_argument("--freeze", dest="model.freeze", help="none (default) | backbone | name of the last block to freeze")
     g.add_argument("--head-hidden", dest="model.head_hidden", type=int, help="hidden units of an added dense layer (0)")
     g.add_argument("--dropout", dest="model.dropout", type=float, help="dropout in the added head (0)")

