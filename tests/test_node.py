@@ -337,6 +337,31 @@ def test_results_are_forwarded_after_failures_and_never_twice(node_factory, demo
     assert again.counts["duplicates"] == 1 and again.counts["forwarded"] == 0
 
 
+def test_idle_means_every_delivery_is_booked(node_factory, demo_dicoms, monkeypatch):
+    """wait_idle once returned while a delivered result had left the outbox but was not yet counted
+    (Orthanc interop, 1 of 2 forwarded): booking a delivery is slowed here, and idle must wait for it."""
+    from cxr_device.runtime import node as node_module
+
+    booked = node_module.study_record.record_forwarded
+
+    def slow_booking(*args, **kwargs):
+        time.sleep(0.5)
+        return booked(*args, **kwargs)
+
+    monkeypatch.setattr(node_module.study_record, "record_forwarded", slow_booking)
+    pacs = AE(ae_title="PACS")
+    pacs.add_supported_context(ComprehensiveSRStorage)
+    port = _free_port()
+    server = pacs.start_server((HOST, port), block=False, evt_handlers=[(evt.EVT_C_STORE, lambda event: 0x0000)])
+    try:
+        node = node_factory(forward=parse_forward(f"PACS@{HOST}:{port}"), forward_retry_seconds=0.1)
+        assert send(node.port, [demo_dicoms["pa_chest_opacity"]]) == [0]
+        assert node.wait_idle(TIMEOUT)
+        assert node.counts["forwarded"] == 1  # idle came after the delivery was booked
+    finally:
+        server.shutdown()
+
+
 # --- 6. options and the serve command ----------------------------------------------------------------
 def test_bad_options_a_port_in_use_and_a_shared_folder_are_refused(quick_bundle, tmp_path, capsys):
     base = ["serve", "--bundle", str(quick_bundle), "--out", str(tmp_path / "n"), "--host", HOST]

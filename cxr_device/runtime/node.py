@@ -69,10 +69,9 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import cache
 from pathlib import Path
 from typing import IO
-
-from functools import cache
 
 from ..dicom_pixels import DicomReadError, read_dataset
 from ..errors import CxrDeviceError
@@ -211,6 +210,7 @@ class DicomNode:
         self._status_lock = threading.Lock()
         self._stopping = threading.Event()
         self._outbox_event = threading.Event()
+        self._sending = threading.Event()  # set while a batch is being delivered and booked
         self._server = None
         self._ae = None
         self._threads: list[threading.Thread] = []
@@ -327,7 +327,7 @@ class DicomNode:
         delivered); False when ``timeout`` passes first."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._queue.unfinished_tasks == 0 and not (self.forward and self._outbox()):
+            if self._queue.unfinished_tasks == 0 and not (self.forward and (self._sending.is_set() or self._outbox())):
                 return True
             time.sleep(0.01)
         return False
@@ -630,7 +630,12 @@ class DicomNode:
                 self._outbox_event.wait(0.5)
                 self._outbox_event.clear()
                 continue
-            if self._send(pending):
+            self._sending.set()  # before a delivered file leaves the outbox, until its count is booked
+            try:
+                delivered = self._send(pending)
+            finally:
+                self._sending.clear()
+            if delivered:
                 delay = self.forward_retry_seconds
                 continue
             self._stopping.wait(delay)  # wait before retrying; a stop ends the wait
