@@ -280,6 +280,9 @@ def train_command(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--device", choices=("auto", "cuda", "cpu"), help="auto (default): CUDA when available")
     t.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="bf16 mixed precision on CUDA (default on)")
+    t.add_argument("--cpu-bf16", dest="cpu_bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="bf16 autocast and channels-last in the CPU's training steps: about 2x faster where the "
+                        "CPU has AVX512-BF16 or AMX; changes the trained weights (default off; scores stay 32-bit)")
     t.add_argument("--workers", type=int, help="data-loader and cache processes (2)")
     t.add_argument("--seed", type=int, help="seed (0)")
     t.add_argument("--cache-dir", dest="cache_dir", help="decoded-pixel cache root (<cohort>/../cache)")
@@ -298,7 +301,7 @@ def _train(args: argparse.Namespace) -> int:
 
     keys = ["model.arch", "model.weights", "model.freeze", "model.head_hidden", "model.dropout", "image_size",
             "epochs", "batch_size", "lr", "optimizer", "weight_decay", "schedule", "warmup_epochs", "label_smoothing",
-            "ema_decay", "patience", "imbalance", "device", "amp", "workers", "seed", "cache_dir",
+            "ema_decay", "patience", "imbalance", "device", "amp", "cpu_bf16", "workers", "seed", "cache_dir",
             "max_steps_per_epoch"]
     config = load_config(args.config).with_overrides(**{k: getattr(args, k) for k in keys})
     result = train(args.cohort, args.out, config, resume=args.resume, progress=_progress(args))

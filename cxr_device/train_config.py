@@ -42,6 +42,10 @@ class TrainConfig:
     imbalance: str = "weighted_loss"  # none | weighted_loss | balanced_sampler
     device: str = "auto"  # auto | cuda | cpu
     amp: bool = True  # bf16 autocast where supported (CUDA only)
+    # bf16 autocast and channels-last memory in the CPU's training steps: about twice as fast where
+    # the CPU has AVX512-BF16 or AMX (docs/benchmarks.md); it changes the trained weights, so off
+    # unless asked; every score (validation, evaluation, the locked device) stays 32-bit
+    cpu_bf16: bool = False
     workers: Annotated[int, Field(ge=0, le=256), RANGE] = 2  # data-loader and cache-building processes
     seed: Seed = 0
     cache_dir: str | None = None  # default: <cohort folder>/../cache

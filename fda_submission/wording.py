@@ -217,7 +217,7 @@ RECIPE_DESCRIBED = frozenset({
     "augmentation.rotation_degrees", "augmentation.translate", "augmentation.zoom", "augmentation.brightness",
     "augmentation.contrast", "augmentation.horizontal_flip", "augmentation.resized_crop_scale", "augmentation.gamma",
     "image_size", "epochs", "batch_size", "lr", "weight_decay", "optimizer", "schedule", "warmup_epochs",
-    "label_smoothing", "ema_decay", "patience", "imbalance", "seed", "amp", "max_steps_per_epoch",
+    "label_smoothing", "ema_decay", "patience", "imbalance", "seed", "amp", "cpu_bf16", "max_steps_per_epoch",
     "preprocessing.image_size", "preprocessing.margin", "preprocessing.mean", "preprocessing.std",
     "preprocessing.resize", "preprocessing.stored_size"})
 RECIPE_OPERATIONAL = frozenset({"device", "workers", "cache_dir"})
