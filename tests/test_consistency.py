@@ -395,6 +395,20 @@ def test_a_recipe_setting_the_algorithm_description_does_not_state(case):  # C6
         assert key.split(".")[-1] in template, f"{key} is said to be described but the template never reads it"
 
 
+def test_the_arithmetic_of_the_training_steps_is_stated(case, tmp_path):
+    """A run trained with ``cpu_bf16`` says bf16 autocast on the CPU and 32-bit scores; one trained
+    in 32-bit says so (the summary's ``amp`` is what training recorded)."""
+    run, write = case
+    algorithm = lambda out: next(p for p in render_documents(run, out, write(), formats=("md",))["md"]  # noqa: E731
+                                 if p.stem == "algorithm_description").read_text()
+    assert "Arithmetic of the training steps: 32-bit floating point" in algorithm(tmp_path / "fp32")
+    summary, config = run / "model" / "train_summary.json", run / "model" / "config.yaml"
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), "amp": "bf16", "device": "cpu"}))
+    config.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()), "cpu_bf16": True}))
+    text = algorithm(tmp_path / "bf16")
+    assert "bfloat16 autocast on cpu" in text and "the validation and every score of the device in 32-bit" in text
+
+
 def test_the_dataset_table_has_a_test_column_and_the_plan_uses_exact_bounds(case, tmp_path):  # C14, planning values
     run, write = case
     written = render_documents(run, tmp_path / "docs", write(), formats=("md",))
