@@ -5,8 +5,8 @@ and --check prints the findings and the fields still to fill."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml

@@ -58,8 +58,9 @@ def test_same_seed_same_losses_other_seed_differs(cohort_dir, tmp_path):
 
 
 @pytest.mark.requirement("REQ-TRAIN-001")
-def test_resume_reproduces_the_uninterrupted_run(cohort_dir, tmp_path, kill_training):
-    config = CONFIG.with_overrides(epochs=3)
+@pytest.mark.parametrize("cpu_bf16", [False, True], ids=["fp32", "cpu_bf16"])
+def test_resume_reproduces_the_uninterrupted_run(cohort_dir, tmp_path, kill_training, cpu_bf16):
+    config = CONFIG.with_overrides(epochs=3, cpu_bf16=cpu_bf16)
     full = train(cohort_dir, tmp_path / "full", config, progress=False).history
     arm, disarm = kill_training
     arm(2)  # killed during the second epoch
