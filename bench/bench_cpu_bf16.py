@@ -1,11 +1,11 @@
 """Training steps on the CPU: 32-bit against channels-last and bf16 autocast (``train.cpu_bf16``).
 
 Images/s of full training steps (forward, backward, AdamW) of one architecture at batch 32 on
-synthetic 1-channel images, with the step of ``cxr_device.training`` (AdamW, binary cross-entropy
-on the 32-bit logit, autocast around the forward pass): the baseline is 32-bit NCHW
-(``cpu_bf16: false``, the default), timed in the same run as channels-last alone and as bf16 autocast with channels-last
-(``cpu_bf16: true``). The configurations are interleaved round by round, so a change of load
-on the machine hits them alike; the result is each one's median images/s as a ratio of the
+synthetic 1-channel images, timed by ``train_throughput.steps_per_second`` (the step of
+``cxr_device.training``): the baseline is 32-bit NCHW (``cpu_bf16: false``, the default), timed
+in the same run as channels-last alone and as bf16 autocast with channels-last (``cpu_bf16: true``).
+The configurations are interleaved round by round, so a change of load on the machine hits them
+alike; the result is each one's median images/s as a ratio of the
 baseline's. bf16 is fast only where the CPU has AVX512-BF16 or AMX (the output says which).
 
     python bench/bench_cpu_bf16.py [--arch efficientnet_lite0] [--rounds 3] [--steps 4] [--threads 2]
@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
-from contextlib import nullcontext
+from itertools import repeat
 
 import numpy as np
 import torch
+from train_throughput import steps_per_second
 
 from cxr_device.models import ModelSpec, build_model
 
@@ -27,25 +27,14 @@ CONFIGS = {"32-bit NCHW (baseline)": (False, False), "32-bit channels-last": (Tr
 
 
 def step_rate(arch: str, size: int, batch: int, steps: int, channels_last: bool, bf16: bool) -> float:
-    """Images/s of ``steps`` training steps after one warm-up step."""
+    """Images/s of ``steps`` training steps of a fresh ``arch`` on one synthetic batch."""
     torch.manual_seed(0)
-    model = build_model(ModelSpec(arch=arch, dropout=0.2)).train()
-    images = torch.randn(batch, 1, size, size)
-    labels = torch.randint(0, 2, (batch,)).float()
+    model = build_model(ModelSpec(arch=arch, dropout=0.2))
     if channels_last:
-        model, images = model.to(memory_format=torch.channels_last), images.contiguous(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else nullcontext
-    for i in range(steps + 1):
-        if i == 1:
-            start = time.perf_counter()
-        with autocast():
-            logits = model(images)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return batch * steps / (time.perf_counter() - start)
+        model = model.to(memory_format=torch.channels_last)
+    batches = repeat((torch.randn(batch, 1, size, size), torch.randint(0, 2, (batch,)).float()))
+    return steps_per_second(model, batches, torch.device("cpu"), steps, torch.bfloat16 if bf16 else None,
+                            channels_last)
 
 
 def cpu_flags() -> str:

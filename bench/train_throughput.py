@@ -39,12 +39,16 @@ from cxr_device.training import resolve_device
 SHARED = Path(os.environ.get("CXR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
-def steps_per_second(model, batches, device, amp: bool, steps: int) -> float:
-    """Images/s over ``steps`` training steps (after one warm-up step)."""
+def steps_per_second(model, batches, device, steps: int, autocast_dtype: torch.dtype | None = None,
+                     channels_last: bool | None = None) -> float:
+    """Images/s over ``steps`` training steps (after one warm-up step): AdamW, binary cross-entropy
+    on the 32-bit logit, the forward pass under ``autocast_dtype`` (None: 32-bit), the input in
+    channels-last memory when ``channels_last`` (default: on CUDA), as ``cxr_device.training`` does."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     model.train()
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if amp and device.type == "cuda" else nullcontext()
+    channels_last = device.type == "cuda" if channels_last is None else channels_last
+    autocast = (lambda: torch.autocast(device.type, dtype=autocast_dtype)) if autocast_dtype else nullcontext
     seen, start = 0, None
     for i, (images, labels) in enumerate(islice(batches, steps + 1)):
         if i == 1:
@@ -52,9 +56,9 @@ def steps_per_second(model, batches, device, amp: bool, steps: int) -> float:
                 torch.cuda.synchronize()
             start, seen = time.perf_counter(), 0
         images = images.to(device, non_blocking=True)
-        if device.type == "cuda":
+        if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        with autocast:
+        with autocast():
             loss = loss_fn(model(images).float(), labels.to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -115,9 +119,10 @@ def main() -> None:
             model = model.to(memory_format=torch.channels_last)
         synthetic = cycle([(torch.randn(args.batch_size, 1, args.image_size, args.image_size, device=device),
                             torch.randint(0, 2, (args.batch_size,), device=device).float())])
-        a = steps_per_second(model, synthetic, device, args.amp, args.steps)
-        b = steps_per_second(model, iter(loader(cached)), device, args.amp, args.steps)
-        c = steps_per_second(model, iter(loader(decoded)), device, args.amp, args.steps)
+        dtype = torch.bfloat16 if args.amp and device.type == "cuda" else None
+        a = steps_per_second(model, synthetic, device, args.steps, dtype)
+        b = steps_per_second(model, iter(loader(cached)), device, args.steps, dtype)
+        c = steps_per_second(model, iter(loader(decoded)), device, args.steps, dtype)
         print(f"{arch:<12} {a:14.1f} {b:12.1f} {c:12.1f} {b / a:6.2f}")
 
 

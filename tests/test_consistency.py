@@ -399,8 +399,11 @@ def test_the_arithmetic_of_the_training_steps_is_stated(case, tmp_path):
     """A run trained with ``cpu_bf16`` says bf16 autocast on the CPU and 32-bit scores; one trained
     in 32-bit says so (the summary's ``amp`` is what training recorded)."""
     run, write = case
-    algorithm = lambda out: next(p for p in render_documents(run, out, write(), formats=("md",))["md"]  # noqa: E731
-                                 if p.stem == "algorithm_description").read_text()
+
+    def algorithm(out):
+        written = render_documents(run, out, write(), formats=("md",))["md"]
+        return next(p for p in written if p.stem == "algorithm_description").read_text()
+
     assert "Arithmetic of the training steps: 32-bit floating point" in algorithm(tmp_path / "fp32")
     summary, config = run / "model" / "train_summary.json", run / "model" / "config.yaml"
     summary.write_text(json.dumps({**json.loads(summary.read_text()), "amp": "bf16", "device": "cpu"}))
