@@ -19,6 +19,7 @@ import time
 import numpy as np
 import pydicom
 import torch
+from nih_dicom import nih_dicom
 from PIL import Image
 
 from cxr_device.models import ModelSpec, build_model
@@ -26,7 +27,7 @@ from cxr_device.preprocessing import Preprocessing
 from cxr_device.runtime.bundle import load_bundle, write_bundle
 from cxr_device.runtime.input_rules import default_rules_path
 from cxr_device.runtime.pipeline import DevicePipeline
-from nih_dicom import nih_dicom
+
 
 def percentiles(samples: list[float]) -> str:
     ms = np.array(samples) * 1000

@@ -7,7 +7,10 @@ views of every member, the mean of the logits, calibration, threshold). The base
 single-view, single-model bundle, timed interleaved in the same run; the result is each
 configuration's p50 as a ratio of the baseline's.
 
-    python bench/bench_views.py [--runs 30] [--arch efficientnet_lite0] [--members 3]
+    python bench/bench_views.py [--runs 30] [--arch efficientnet_lite0] [--members 3] [--also-size 288]
+
+``--also-size N`` adds one model of the same architecture at an input of N px (centre view), so
+that a larger input and an ensemble are timed against the same baseline in the same run.
 """
 from __future__ import annotations
 
@@ -18,13 +21,14 @@ import time
 
 import numpy as np
 import torch
+from nih_dicom import nih_dicom
 
 from cxr_device.models import ModelSpec, build_model
 from cxr_device.preprocessing import VIEW_SETS, Preprocessing
 from cxr_device.runtime.bundle import load_bundle, write_bundle
 from cxr_device.runtime.input_rules import default_rules_path
 from cxr_device.runtime.pipeline import DevicePipeline
-from nih_dicom import nih_dicom
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -32,6 +36,7 @@ def main() -> None:
     parser.add_argument("--arch", default="efficientnet_lite0")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--members", type=int, default=3, help="models of the ensemble configuration")
+    parser.add_argument("--also-size", type=int, default=None, help="also time one model at this input size")
     args = parser.parse_args()
     work, dicom, cohort = nih_dicom("bench_views_")
     pre = Preprocessing(image_size=args.image_size)
@@ -40,15 +45,19 @@ def main() -> None:
         torch.manual_seed(seed)
         models.append(build_model(ModelSpec(arch=args.arch)))
     threshold = {"value": 0.5, "rule": "max_f1"}
-    configurations = {  # name -> (models, views)
-        "1 model, centre view (baseline)": (models[0], ("center",)),
-        "1 model, five crops": (models[0], VIEW_SETS["five_crop"]),
-        f"{args.members} models, centre view": (models, ("center",)),
-        f"{args.members} models, five crops": (models, VIEW_SETS["five_crop"]),
+    configurations = {  # name -> (models, views, preprocessing)
+        "1 model, centre view (baseline)": (models[0], ("center",), pre),
+        "1 model, five crops": (models[0], VIEW_SETS["five_crop"], pre),
+        f"{args.members} models, centre view": (models, ("center",), pre),
+        f"{args.members} models, five crops": (models, VIEW_SETS["five_crop"], pre),
     }
+    if args.also_size:
+        configurations[f"1 model at {args.also_size} px, centre view"] = (
+            models[0], ("center",), Preprocessing(image_size=args.also_size))
     devices = {}
-    for i, (name, (model, views)) in enumerate(configurations.items()):
-        folder = write_bundle(work / f"bundle{i}", model, pre, threshold, default_rules_path(), cohort, views=views)
+    for i, (name, (model, views, config_pre)) in enumerate(configurations.items()):
+        folder = write_bundle(work / f"bundle{i}", model, config_pre, threshold, default_rules_path(), cohort,
+                              views=views)
         devices[name] = DevicePipeline(load_bundle(folder))  # loaded once, as a service would
         devices[name].run([dicom])  # warm-up
     times: dict[str, list[float]] = {name: [] for name in devices}
