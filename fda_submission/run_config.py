@@ -96,7 +96,8 @@ class EvaluateSettings:
 class SelectionSettings:
     """``development.selection``: the recipe study's procedure, declared before any candidate was scored."""
 
-    candidates: Annotated[list[str], Field(min_length=1, max_length=12)]
+    # every candidate of every declared round (at most 6 a round); bounded against a hostile config
+    candidates: Annotated[list[str], Field(min_length=1, max_length=24)]
     metric: str
     tie_break: str
     chosen: str
