@@ -9,8 +9,9 @@ configuration's p50 as a ratio of the baseline's.
 
     python bench/bench_views.py [--runs 30] [--arch efficientnet_lite0] [--members 3] [--also-size 288]
 
-``--also-size N`` adds one model of the same architecture at an input of N px (centre view), so
-that a larger input and an ensemble are timed against the same baseline in the same run.
+``--also-size N`` adds one model and the ensemble of the same architecture at an input of N px
+(centre view), so that a larger input and an ensemble are timed against the same baseline in the
+same run.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def main() -> None:
     parser.add_argument("--arch", default="efficientnet_lite0")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--members", type=int, default=3, help="models of the ensemble configuration")
-    parser.add_argument("--also-size", type=int, default=None, help="also time one model at this input size")
+    parser.add_argument("--also-size", type=int, default=None, help="also time one model and the ensemble at this input size")
     args = parser.parse_args()
     work, dicom, cohort = nih_dicom("bench_views_")
     pre = Preprocessing(image_size=args.image_size)
@@ -52,8 +53,9 @@ def main() -> None:
         f"{args.members} models, five crops": (models, VIEW_SETS["five_crop"], pre),
     }
     if args.also_size:
-        configurations[f"1 model at {args.also_size} px, centre view"] = (
-            models[0], ("center",), Preprocessing(image_size=args.also_size))
+        larger = Preprocessing(image_size=args.also_size)
+        configurations[f"1 model at {args.also_size} px, centre view"] = (models[0], ("center",), larger)
+        configurations[f"{args.members} models at {args.also_size} px, centre view"] = (models, ("center",), larger)
     devices = {}
     for i, (name, (model, views, config_pre)) in enumerate(configurations.items()):
         folder = write_bundle(work / f"bundle{i}", model, config_pre, threshold, default_rules_path(), cohort,
